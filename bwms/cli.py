@@ -1,0 +1,61 @@
+"""The `bwms` command line. Each subcommand group lives with the package that owns
+its work; this module only puts them together."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import typer
+
+from drivers.cli import sim_app
+from edge.cli import edge_app
+from hub.cli import hub_app, manifest_app
+
+app = typer.Typer(
+    help="Bonded-warehouse edge gateway and hub.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+epc_app = typer.Typer(help="Decode EPCs by the GS1 Tag Data Standard.", no_args_is_help=True)
+
+app.add_typer(epc_app, name="epc")
+app.add_typer(sim_app, name="sim")
+app.add_typer(edge_app, name="edge")
+app.add_typer(hub_app, name="hub")
+app.add_typer(manifest_app, name="manifest")
+
+
+@app.callback()
+def main(
+    log_level: str = typer.Option("INFO", help="Log level: DEBUG, INFO, WARNING or ERROR."),
+) -> None:
+    """Bonded-warehouse edge gateway and hub."""
+    logging.basicConfig(
+        level=log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+@epc_app.command("decode")
+def epc_decode(hexes: list[str] = typer.Argument(..., help="EPCs as hex, one or more.")) -> None:
+    """Print one JSON object per EPC: scheme, URIs, filter, company prefix, GTIN or SSCC."""
+    from bwms.epc import decode_epc
+
+    for text in hexes:
+        typer.echo(json.dumps(decode_epc(text), ensure_ascii=False))
+
+
+@app.command("demo")
+def demo(
+    once: bool = typer.Option(False, "--once", help="Exit after printing the reconciliation."),
+    mqtt_url: str | None = typer.Option(
+        None, help="Use this broker instead of starting an embedded one (mqtt://host:port)."
+    ),
+    data_dir: str | None = typer.Option(None, help="Folder for the demo's databases."),
+    port: int = typer.Option(8000, help="TCP port the hub API listens on, on 127.0.0.1."),
+) -> None:
+    """Run a truck through a dock door end to end and print the reconciliation."""
+    from bwms.demo import run_demo
+
+    raise typer.Exit(run_demo(once=once, mqtt_url=mqtt_url, data_dir=data_dir, port=port))
