@@ -1,0 +1,1 @@
+"""Hub storage: SQLAlchemy models, engine and migrations."""
