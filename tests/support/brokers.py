@@ -6,6 +6,7 @@ free loopback port, so the shared broker on 127.0.0.1:1883 is never touched.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -66,6 +67,10 @@ class PrivateMosquitto:
             "autosave_interval 1",
             f"log_dest file {self.dir}/mosquitto.log",
         ]
+        if os.geteuid() == 0:
+            # As root, Mosquitto would switch to its own user, which cannot write
+            # to this test's folder.
+            lines.append("user root")
         if max_queued is not None:
             lines.append(f"max_queued_messages {max_queued}")
         self.conf = self.dir / "mosquitto.conf"
