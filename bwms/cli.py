@@ -37,13 +37,30 @@ def main(
     )
 
 
-@epc_app.command("decode")
-def epc_decode(hexes: list[str] = typer.Argument(..., help="EPCs as hex, one or more.")) -> None:
-    """Print one JSON object per EPC: scheme, URIs, filter, company prefix, GTIN or SSCC."""
+@epc_app.command(
+    "decode",
+    help=(
+        "Print one JSON object per EPC: scheme, URIs, filter, company prefix, GTIN "
+        "or SSCC.\n\n"
+        'Hex that is not a decodable GS1 EPC prints with scheme "unknown" and a '
+        'reason. An argument that is not hex also gets an "error" field, and the '
+        "command then exits with status 1 after printing every argument. Otherwise "
+        "it exits with status 0."
+    ),
+)
+def epc_decode(
+    hexes: list[str] = typer.Argument(..., help="EPCs as hex, one or more."),
+) -> None:
     from bwms.epc import decode_epc
 
+    any_invalid = False
     for text in hexes:
-        typer.echo(json.dumps(decode_epc(text), ensure_ascii=False))
+        result = decode_epc(text)
+        any_invalid = any_invalid or "error" in result
+        typer.echo(json.dumps(result, ensure_ascii=False))
+
+    if any_invalid:
+        raise typer.Exit(1)
 
 
 @app.command("demo")
