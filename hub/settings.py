@@ -1,0 +1,129 @@
+"""Settings of the hub service, read from `BWMS_HUB_*` environment variables.
+
+Command-line options override the environment. Every field has a default, so a hub
+started with only a site file stores to `./data/hub.sqlite3` and listens to the broker
+and the API on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MQTT_SCHEMES = ("mqtt", "mqtts")
+
+
+class HubSettings(BaseSettings):
+    """Configuration of one hub: site file, database, broker, batching and API."""
+
+    model_config = SettingsConfigDict(env_prefix="BWMS_HUB_", extra="forbid")
+
+    site_file: Path = Field(
+        default=Path("site.toml"),
+        description="Site TOML file; the hub and the site's edge daemons load the same one.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description=(
+            "SQLAlchemy async URL, e.g. postgresql+asyncpg://user@host/db. When unset, "
+            "the hub uses SQLite at {data_dir}/hub.sqlite3."
+        ),
+    )
+    data_dir: Path = Field(
+        default=Path("data"),
+        description="Folder of the default SQLite database; created when missing.",
+    )
+    mqtt_url: str = Field(
+        default="mqtt://127.0.0.1:1883",
+        description="Broker URL, mqtt://host:port or mqtts://host:port for TLS.",
+    )
+    mqtt_username: str | None = Field(default=None, description="Broker user name.")
+    mqtt_password: SecretStr | None = Field(
+        default=None, description="Broker password."
+    )
+    mqtt_tls_ca: Path | None = Field(
+        default=None,
+        description=(
+            "PEM file of the CA that signed the broker's certificate; setting it turns "
+            "TLS on. With mqtts:// and no CA file, the system CA store is used."
+        ),
+    )
+    mqtt_client_id: str | None = Field(
+        default=None,
+        max_length=64,
+        description=(
+            "MQTT client id. It must stay the same across restarts, because the broker "
+            "keeps the hub's session and queued movements under it. "
+            "Default: bwms-hub-{site id}."
+        ),
+    )
+    mqtt_keepalive_s: int = Field(
+        default=30, ge=5, le=3600, description="MQTT keep-alive interval, seconds."
+    )
+    mqtt_reconnect_max_s: int = Field(
+        default=30,
+        ge=1,
+        le=600,
+        description="Upper bound of the doubling wait between reconnect attempts, seconds.",
+    )
+    ack_batch_max: int = Field(
+        default=500,
+        ge=1,
+        le=10_000,
+        description="Maximum messages stored in one database transaction and confirmed together.",
+    )
+    ack_flush_ms: int = Field(
+        default=20,
+        ge=0,
+        le=5_000,
+        description=(
+            "Maximum time a batch waits for more messages after its first one before it "
+            "is stored and confirmed, milliseconds."
+        ),
+    )
+    dead_letter_max_bytes: int = Field(
+        default=65_536,
+        ge=1_024,
+        le=16_777_216,
+        description="Rejected payloads are stored up to this many bytes and flagged as truncated.",
+    )
+    reject_log_interval_s: float = Field(
+        default=10.0,
+        ge=0.0,
+        le=3600.0,
+        description="Minimum time between two warnings for the same rejection reason, seconds.",
+    )
+    api_host: str = Field(
+        default="127.0.0.1", description="Address the HTTP API binds to."
+    )
+    api_port: int = Field(
+        default=8000,
+        ge=0,
+        le=65_535,
+        description="TCP port of the HTTP API; 0 picks a free one.",
+    )
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _broker_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in MQTT_SCHEMES or not parts.hostname:
+            raise ValueError(f"invalid broker URL {value!r}: expected mqtt://host:port")
+        try:
+            parts.port
+        except ValueError as exc:
+            raise ValueError(f"invalid port in broker URL {value!r}") from exc
+        return value
+
+    def resolved_database_url(self) -> str:
+        """Return the database URL, defaulting to SQLite in `data_dir`."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'hub.sqlite3'}"
+
+    def client_id_for(self, site_id: str) -> str:
+        """Return the fixed MQTT client id of this hub for one site."""
+        return self.mqtt_client_id or f"bwms-hub-{site_id}"
