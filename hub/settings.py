@@ -96,6 +96,15 @@ class HubSettings(BaseSettings):
         le=3600.0,
         description="Minimum time between two warnings for the same rejection reason, seconds.",
     )
+    hs_code_digits: int = Field(
+        default=10,
+        ge=6,
+        le=10,
+        description=(
+            "Digits an HS code in a manifest must have: 10 for China's tariff, 6 for "
+            "the international heading."
+        ),
+    )
     api_host: str = Field(
         default="127.0.0.1", description="Address the HTTP API binds to."
     )

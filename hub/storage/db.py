@@ -67,7 +67,13 @@ def create_engine(url: str) -> AsyncEngine:
         raise StorageError(f"invalid database URL {url!r}: {exc}") from exc
     is_sqlite = parsed.get_backend_name() == "sqlite"
     if is_sqlite and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        folder = Path(parsed.database).parent
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StorageError(
+                f"cannot create database folder {folder}: {exc}"
+            ) from exc
     try:
         engine = create_async_engine(parsed, pool_pre_ping=not is_sqlite)
     except (ArgumentError, ImportError) as exc:
