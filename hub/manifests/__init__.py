@@ -1,0 +1,1 @@
+"""Manifests: expected contents of receipts and shipments, CSV import, reconciliation."""
