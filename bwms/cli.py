@@ -70,9 +70,19 @@ def demo(
         None, help="Use this broker instead of starting an embedded one (mqtt://host:port)."
     ),
     data_dir: str | None = typer.Option(None, help="Folder for the demo's databases."),
-    port: int = typer.Option(8000, help="TCP port the hub API listens on, on 127.0.0.1."),
+    port: int = typer.Option(
+        8000, help="TCP port the hub API listens on, on 127.0.0.1; 0 picks a free one."
+    ),
+    broker: str = typer.Option(
+        "auto",
+        help="Local broker: auto (Mosquitto when installed, else amqtt), mosquitto or amqtt.",
+    ),
 ) -> None:
     """Run a truck through a dock door end to end and print the reconciliation."""
     from bwms.demo import run_demo
 
-    raise typer.Exit(run_demo(once=once, mqtt_url=mqtt_url, data_dir=data_dir, port=port))
+    if broker not in ("auto", "mosquitto", "amqtt"):
+        raise typer.BadParameter("must be auto, mosquitto or amqtt", param_hint="--broker")
+    raise typer.Exit(
+        run_demo(once=once, mqtt_url=mqtt_url, data_dir=data_dir, port=port, broker=broker)
+    )
