@@ -108,7 +108,7 @@ class ReaderHealth:
 
 
 class _RepeatLog:
-    """Logs the first event of each key at once, then at most one line per interval."""
+    """Logger for repeated warnings: the first of each key at once, then one per interval."""
 
     def __init__(self, monotonic: Callable[[], float], interval_s: float) -> None:
         self._monotonic = monotonic
@@ -154,7 +154,7 @@ class _Session:
         try:
             self.loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:
-            # The loop is closed, so the client has shut down and nobody is listening.
+            # The loop is closed because the client has shut down, so the event is dropped.
             pass
 
     def end(self, reason: str) -> None:
@@ -171,8 +171,8 @@ class _Session:
 class _Link(LLRPReaderClient):  # type: ignore[misc]
     """sllurp reader connection with strict framing and hooks back to the event loop.
 
-    Methods other than the constructor run in sllurp's reader thread unless they say
-    otherwise.
+    Methods other than the constructor run in sllurp's reader thread unless their
+    docstring names another thread.
     """
 
     _socket: socket | None
@@ -203,8 +203,6 @@ class _Link(LLRPReaderClient):  # type: ignore[misc]
     # --- framing: replaces sllurp's raw_data_received -------------------------------
 
     def raw_data_received(self, data: bytes) -> None:
-        session = self._session
-        session.last_rx_monotonic = session.monotonic()
         self._received_at = self._wall_time()
         self._frames += data
         while len(self._frames) >= HEADER_BYTES:
@@ -217,6 +215,9 @@ class _Link(LLRPReaderClient):  # type: ignore[misc]
                 return
             frame = bytes(self._frames[: header.length])
             del self._frames[: header.length]
+            # Only whole frames count as signs of life: bytes of a frame that never
+            # completes (a corrupt but plausible length) must not feed the watchdog.
+            self._session.last_rx_monotonic = self._session.monotonic()
             self._handle_frame(frame, header.message_type)
 
     def _reject_stream(self, problem: str) -> None:
@@ -318,7 +319,7 @@ class _Link(LLRPReaderClient):  # type: ignore[misc]
 
 
 class ReaderClient:
-    """Keeps one LLRP reader connected and inventorying, and hands its reads over.
+    """Connection manager for one LLRP reader that keeps it inventorying and passes on reads.
 
     `on_reads` gets the accepted reads of each RO_ACCESS_REPORT, and `on_health` gets
     a ReaderHealth on every change of state. Both run on the event loop that runs
@@ -508,7 +509,7 @@ class ReaderClient:
 
     @property
     def _healthy_after_s(self) -> float:
-        # A connection that outlived one watchdog window has proved the reader talks.
+        # A connection that outlived one watchdog window shows the reader is responsive.
         return self._keepalive_interval_s * self._missed_keepalives
 
     async def _open_session(self) -> _Session | None:

@@ -9,7 +9,7 @@ includes those 4 bytes. Vendor messages and parameters have type 1023 and carry 
 vendor id (the IANA enterprise number) and a subtype after the header.
 
 The reader simulator builds its messages here. The client decodes with sllurp and uses
-this module only to check frame headers before sllurp sees them. Section numbers follow
+this module only to check frame headers before sllurp decodes them. Section numbers follow
 LLRP 1.0.1 as sllurp 3.0.5 (llrp_proto.py) numbers them.
 """
 
@@ -38,6 +38,8 @@ IMPINJ_RF_PHASE_ANGLE_SUBTYPE = 56
 IMPINJ_PEAK_RSSI_SUBTYPE = 57
 
 # Impinj reports the RF phase angle as an unsigned 12-bit count of a full turn.
+# NOTE: the scale follows Impinj's Octane LLRP documentation and has not been checked
+# against a reader here; sllurp 3.0.5 decodes the raw value only.
 IMPINJ_PHASE_STEPS = 4096
 
 
@@ -224,7 +226,7 @@ def header_problem(
     """Describe why a header cannot start a valid frame, or return None if it can.
 
     A bad version or length means the byte stream is out of step with the frame
-    boundaries, so whoever reads it can no longer find the next frame.
+    boundaries, so the receiver can no longer find the next frame.
     """
     if header.version != LLRP_VERSION:
         return f"protocol version {header.version} (expected {LLRP_VERSION})"
@@ -306,7 +308,7 @@ class RFMode:
 
 @dataclass(frozen=True, slots=True)
 class ReaderIdentity:
-    """What GET_READER_CAPABILITIES_RESPONSE says about the reader itself."""
+    """Reader identity and RF tables that GET_READER_CAPABILITIES_RESPONSE reports."""
 
     antenna_count: int
     manufacturer: int
@@ -358,9 +360,9 @@ def _general_device_capabilities(identity: ReaderIdentity) -> bytes:
 
 
 def _llrp_capabilities() -> bytes:
-    # No RF survey or client opspecs; one priority level, one ROSpec, 32 specs per
-    # ROSpec, one InventoryParameterSpec per AISpec, 1508 AccessSpecs with 8 OpSpecs
-    # each, as the captured Impinj capabilities response lists them.
+    # The limits copy the captured Impinj capabilities response. It has no RF survey
+    # and no client opspecs, one priority level and one ROSpec with 32 specs. It allows
+    # one InventoryParameterSpec per AISpec and 1508 AccessSpecs of 8 OpSpecs each.
     body = struct.pack("!BBHIIIII", 0, 1, 0, 1, 32, 1, 1508, 8)
     return encode_tlv(ParamType.LLRP_CAPABILITIES, body)
 
@@ -406,7 +408,7 @@ def _rf_mode_entry(mode: RFMode) -> bytes:
 
 @dataclass(frozen=True, slots=True)
 class ReportContent:
-    """Which fields the client asked for in its TagReportContentSelector.
+    """Fields that the client requested in its TagReportContentSelector.
 
     The flags follow the bit order of TagReportContentSelector (§16.2.7.1), then
     C1G2EPCMemorySelector, then the Impinj tag report content selector.

@@ -69,7 +69,7 @@ class AntennaSettings(_Strict):
 
 
 class InventorySettings(_Strict):
-    """How the reader runs its inventory (the ROSpec that sllurp builds)."""
+    """Inventory settings, which go into the ROSpec that sllurp builds."""
 
     mode_identifier: int | None = Field(
         default=None,

@@ -1,9 +1,8 @@
 """LLRP reader simulator: a TCP server that an unmodified LLRP client such as sllurp uses.
 
 It follows a real reader's side of LLRP 1.0.1. On accept it sends
-READER_EVENT_NOTIFICATION with a ConnectionAttemptEvent, it answers every request
-with its response and an LLRPStatus, and it sends KEEPALIVE at the period the client
-set. While a ROSpec is enabled (with an immediate start trigger) or started, it sends
+READER_EVENT_NOTIFICATION with a ConnectionAttemptEvent, it sends a response with an
+LLRPStatus to every request, and it sends KEEPALIVE at the period the client set. While a ROSpec is enabled (with an immediate start trigger) or started, it sends
 RO_ACCESS_REPORT messages that carry only the fields the client's
 TagReportContentSelector asked for. It serves one client at a time. A second client
 gets a failed ConnectionAttemptEvent, as a real reader sends, and is closed.
@@ -21,8 +20,9 @@ timestamp is the file's own time, unchanged by speed. A looping replay shifts ea
 pass by the file's span plus its smallest gap between rows (1 s if it has none).
 
 Fault modes for tests: `drop_connections()`, `go_silent()` and `resume()`,
-`send_malformed()` (a frame with a garbage header) and `send_undecodable()` (a frame
-with a valid header and an unknown message type).
+`send_malformed()` (a frame with a garbage header), `send_partial_frame()` (a valid
+header whose body never comes) and `send_undecodable()` (a frame with a valid
+header and an unknown message type).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ logger = logging.getLogger(__name__)
 
 ABSOLUTE_TIME_MIN_S = 1e9
 
-# What the simulated reader reports about itself. The power table, RF modes and
+# Identity and RF tables of the simulated reader. The power table, RF modes and
 # LLRP limits copy a GET_READER_CAPABILITIES_RESPONSE captured from an Impinj
 # reader on Octane 5.14 (edgexfoundry device-rfid-llrp-go test data): 10.00 to
 # 30.00 dBm in 0.25 dB steps. The hop table is the 50 US channels from 902.75 to
@@ -186,7 +186,7 @@ class _ClientConnection:
     # --- input ---------------------------------------------------------------------
 
     async def serve(self) -> None:
-        """Read and answer requests until the client or the simulator closes."""
+        """Read requests and send their responses until either side closes."""
         greeting = encode_connection_attempt_event(
             self.sim.reader_time_us(), ConnectionAttemptStatus.SUCCESS
         )
@@ -241,7 +241,7 @@ class _ClientConnection:
                 )
             )
             return
-        # A reader without the vendor's extensions does not know the message.
+        # A reader without the vendor's extensions does not support the message.
         self.respond_status(
             MessageType.ERROR_MESSAGE,
             message_id,
@@ -522,7 +522,7 @@ class ReaderSimulator:
     # --- lifecycle -----------------------------------------------------------------
 
     async def start(self) -> None:
-        """Listen on host:port; `port` holds the bound port afterwards."""
+        """Listen on host:port; `port` contains the bound port afterwards."""
         self._started_at_us = self.reader_time_us()
         self._server = await asyncio.start_server(self._accept, self.host, self.port)
         self.port = self._server.sockets[0].getsockname()[1]
@@ -599,6 +599,14 @@ class ReaderSimulator:
         """Write a frame with a garbage header (bad version, absurd length) to the client."""
         if self._active is not None:
             self._active.writer.write(_GARBAGE_FRAME)
+
+    def send_partial_frame(self) -> None:
+        """Write the header of a 1 MiB RO_ACCESS_REPORT and never its body."""
+        if self._active is not None:
+            header = struct.pack(
+                "!HII", (1 << 10) | MessageType.RO_ACCESS_REPORT, 1 << 20, 1
+            )
+            self._active.writer.write(header)
 
     def send_undecodable(self) -> None:
         """Write a well-framed message of a type LLRP does not define."""

@@ -167,6 +167,32 @@ async def test_malformed_frame_reconnects(
     assert running.reads[0].epc == "3036142C8C008F8000053244"
 
 
+async def test_stalled_frame_trips_watchdog(
+    start_simulator: StartSimulator, start_client: StartClient
+) -> None:
+    simulator, running = await connected_pair(start_simulator, start_client)
+    # Keepalives keep coming, but they vanish into the body of the stalled frame.
+    simulator.send_partial_frame()
+    await running.wait_state(STATE_LOST)
+    detail = running.client.health.detail
+    assert detail is not None
+    assert "no message from the reader" in detail
+    await running.wait_state(STATE_CONNECTED)
+    simulator.inject([SimRead(1, "3036142C8C008F8000053244", -50.0)])
+    await running.wait_reads(1)
+
+
+async def test_reader_without_keepalives_lost(
+    start_simulator: StartSimulator, start_client: StartClient
+) -> None:
+    simulator = await start_simulator(keepalive_honour=False)
+    running = await start_client(simulator.port)
+    await running.wait_state(STATE_CONNECTED)
+    # With no keepalives and no tags, the reader cannot be distinguished from a dead one.
+    await running.wait_state(STATE_LOST)
+    assert simulator.keepalives_sent == 0
+
+
 async def test_undecodable_frame_skipped(
     start_simulator: StartSimulator,
     start_client: StartClient,

@@ -172,7 +172,7 @@ def test_epc_data_128_bits_kept() -> None:
 
 
 def test_epc_length_bits_mismatch_rejected() -> None:
-    # EPCData says 96 bits but carries 128.
+    # EPCLengthBits is 96, but the EPC has 128 bits.
     epc_data = encode_tlv(ParamType.EPC_DATA, struct.pack("!H", 96) + bytes(range(16)))
     body = epc_data + encode_tv(ParamType.ANTENNA_ID, "H", 1)
     body += encode_tv(ParamType.LAST_SEEN_TIMESTAMP_UTC, "Q", 1_700_000_000_000_000)
@@ -183,7 +183,7 @@ def test_epc_length_bits_mismatch_rejected() -> None:
 
 
 def test_epc_odd_bytes_rejected() -> None:
-    # 88 bits: whole octets, but not whole 16-bit words as Gen2 EPC memory holds them.
+    # 88 bits: whole octets, but not whole 16-bit words as Gen2 EPC memory stores them.
     epc_data = encode_tlv(ParamType.EPC_DATA, struct.pack("!H", 88) + bytes(range(11)))
     body = epc_data + encode_tv(ParamType.ANTENNA_ID, "H", 1)
     body += encode_tv(ParamType.LAST_SEEN_TIMESTAMP_UTC, "Q", 1_700_000_000_000_000)
@@ -222,7 +222,7 @@ def test_pc_word_kept_when_length_disagrees() -> None:
 
 
 def test_epc_like_pc_word_kept() -> None:
-    # An SGTIN-96 starting with 0x3000 next to a C1G2PC of 0x3000: the length bits say
+    # An SGTIN-96 starting with 0x3000 next to a C1G2PC of 0x3000: the length bits give
     # 6 words and 6 words are there, so nothing is stripped.
     tag = observation(epc_hex="3000ABCDEF00000000000003", pc_word=0x3000)
     entry = single_entry(encode_tag_report_data(tag, ALL_FIELDS))
