@@ -11,7 +11,7 @@ the connection:
   reader lost when no message of any kind arrived for `missed_keepalives`
   keepalive periods. The client then closes the socket and reconnects.
 - It reconnects with capped exponential backoff (tenacity). A connection that
-  stayed up for a full watchdog window resets the backoff.
+  delivered messages for a full watchdog window resets the backoff.
 - It frames the byte stream itself and checks every header before sllurp decodes
   it. A bad version or length means the stream is out of step, so the client
   counts it, logs it and reconnects. A frame that is well delimited but that sllurp
@@ -504,13 +504,12 @@ class ReaderClient:
         if self._stop_requested:
             return
         self._mark_lost(reason)
-        if self._monotonic() - connected_at < self._healthy_after_s:
+        # Messages over a whole watchdog window show that the reader was responsive, so
+        # the backoff starts afresh. A reader that goes silent right after set-up, or
+        # drops each connection at once, is retried with growing delays instead.
+        window_s = self._keepalive_interval_s * self._missed_keepalives
+        if session.last_rx_monotonic - connected_at < window_s:
             raise ReaderConnectionLost(reason)
-
-    @property
-    def _healthy_after_s(self) -> float:
-        # A connection that outlived one watchdog window shows the reader is responsive.
-        return self._keepalive_interval_s * self._missed_keepalives
 
     async def _open_session(self) -> _Session | None:
         assert self._loop is not None

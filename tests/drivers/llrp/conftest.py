@@ -53,6 +53,18 @@ class RunningClient:
     async def wait_state(self, state: str, timeout_s: float = 5.0) -> None:
         await wait_until(lambda: self.state == state, f"state {state}", timeout_s)
 
+    async def wait_published(self, state: str, timeout_s: float = 5.0) -> None:
+        """Wait until on_health has reported `state`, however briefly it lasted."""
+        await wait_until(
+            lambda: any(health.state == state for health in self.healths),
+            f"a published state {state}",
+            timeout_s,
+        )
+
+    def first_published(self, state: str) -> ReaderHealth:
+        """Return the first health snapshot that on_health got with `state`."""
+        return next(health for health in self.healths if health.state == state)
+
     async def wait_reads(self, count: int, timeout_s: float = 5.0) -> None:
         await wait_until(lambda: len(self.reads) >= count, f"{count} reads", timeout_s)
 

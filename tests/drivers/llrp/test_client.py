@@ -142,8 +142,8 @@ async def test_silence_trips_watchdog(
     simulator.go_silent()
     window_s = FAST_TIMERS["keepalive_interval_s"] * FAST_TIMERS["missed_keepalives"]
     # The watchdog checks every quarter interval; one more second covers a slow host.
-    await running.wait_state(STATE_LOST, timeout_s=window_s + 1.0)
-    detail = running.client.health.detail
+    await running.wait_published(STATE_LOST, timeout_s=window_s + 1.0)
+    detail = running.first_published(STATE_LOST).detail
     assert detail is not None
     assert "no message from the reader" in detail
     simulator.resume()
@@ -173,8 +173,8 @@ async def test_stalled_frame_trips_watchdog(
     simulator, running = await connected_pair(start_simulator, start_client)
     # Keepalives keep coming, but they vanish into the body of the stalled frame.
     simulator.send_partial_frame()
-    await running.wait_state(STATE_LOST)
-    detail = running.client.health.detail
+    await running.wait_published(STATE_LOST)
+    detail = running.first_published(STATE_LOST).detail
     assert detail is not None
     assert "no message from the reader" in detail
     await running.wait_state(STATE_CONNECTED)
@@ -189,8 +189,15 @@ async def test_reader_without_keepalives_lost(
     running = await start_client(simulator.port)
     await running.wait_state(STATE_CONNECTED)
     # With no keepalives and no tags, the reader cannot be distinguished from a dead one.
-    await running.wait_state(STATE_LOST)
+    await running.wait_published(STATE_LOST)
     assert simulator.keepalives_sent == 0
+    # The connection delivered no message after set-up, so the reconnect waits for
+    # the backoff (0.05 s here) instead of starting at once.
+    await wait_until(lambda: len(running.healths) >= 4, "a reconnect after the loss")
+    lost, connected = running.healths[2], running.healths[3]
+    assert lost.state == STATE_LOST
+    assert connected.state == STATE_CONNECTED
+    assert connected.since - lost.since >= 0.045
 
 
 async def test_undecodable_frame_skipped(
