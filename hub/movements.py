@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, and_, exists, func, insert, or_, select
+from sqlalchemy import Select, Table, and_, exists, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 
-from bwms.contract import parse_time_us
 from bwms.epc import decode_epc
 from hub.storage.models import DeadLetter, Movement, MovementTag
 
@@ -29,8 +29,14 @@ MAX_PAGE = 1000
 # most 31 words, which is 124 hex digits.
 MAX_EPC_HEX = 124
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+INT32_MAX = 2**31 - 1
+INT64_MAX = 2**63 - 1
 
 Direction = Literal["in", "out", "unknown"]
+
+# Core tables for bulk inserts, which skip the ORM's per-row bookkeeping.
+MOVEMENTS = cast(Table, Movement.__table__)
+MOVEMENT_TAGS = cast(Table, MovementTag.__table__)
 
 
 class InvalidMovement(ValueError):
@@ -65,33 +71,45 @@ class NewDeadLetter:
 
 
 def _time(payload_value: str, name: str) -> datetime:
+    # The schema's pattern fixes the form, RFC 3339 UTC with microseconds, but not
+    # the calendar, so 2025-02-30 gets this far.
     try:
-        epoch_us = parse_time_us(payload_value)
+        moment = datetime.fromisoformat(payload_value)
     except ValueError as exc:
         raise InvalidMovement(
             f"{name} {payload_value!r} is not a valid time: {exc}"
         ) from exc
-    seconds, micros = divmod(epoch_us, 1_000_000)
-    return datetime.fromtimestamp(seconds, UTC).replace(microsecond=micros)
+    if moment.tzinfo is None:
+        raise InvalidMovement(f"{name} {payload_value!r} has no UTC offset")
+    return moment.astimezone(UTC)
 
 
-def _check_no_nul(value: Any, where: str) -> None:
+def _check_no_nul(value: str | None, where: str) -> None:
     # PostgreSQL text cannot contain U+0000, so such a payload would store on SQLite
-    # but fail on PostgreSQL; it is rejected on both.
-    if isinstance(value, str):
-        if "\x00" in value:
-            raise InvalidMovement(f"{where} contains a NUL character")
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_no_nul(key, where)
-            _check_no_nul(item, f"{where}/{key}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_no_nul(item, f"{where}/{index}")
+    # but fail on PostgreSQL; it is rejected on both. Only the strings checked here
+    # reach a text column without a schema pattern that already excludes U+0000.
+    if value is not None and "\x00" in value:
+        raise InvalidMovement(f"{where} contains a NUL character")
+
+
+def _check_range(value: int, maximum: int, where: str) -> None:
+    # The schema bounds these integers below only, and a value past the column's
+    # type would fail the whole batch's insert instead of this one movement.
+    if value > maximum:
+        raise InvalidMovement(f"{where} {value} is larger than {maximum}")
+
+
+def _check_finite(value: float | None, where: str) -> None:
+    # JSON numbers like 1e400 parse to infinity, which JSON columns cannot store.
+    if value is not None and not math.isfinite(value):
+        raise InvalidMovement(f"{where} {value} is not a finite number")
 
 
 def _tag_row(tag: dict[str, Any], index: int) -> dict[str, Any]:
     epc = tag["epc"]
+    _check_no_nul(tag["uri"], f"tags/{index}/uri")
+    _check_range(tag["reads"], INT32_MAX, f"tags/{index}/reads")
+    _check_finite(tag["peak_rssi_dbm"], f"tags/{index}/peak_rssi_dbm")
     if len(epc) > MAX_EPC_HEX:
         raise InvalidMovement(
             f"tags/{index}/epc has {len(epc)} hex digits; a Gen2 EPC has at most "
@@ -126,10 +144,9 @@ def prepare_movement(payload: dict[str, Any], received_at: datetime) -> NewMovem
     """Convert a schema-valid bwms.movement/1 payload into rows, raising InvalidMovement.
 
     The checks here are those the JSON Schema cannot express: real calendar times,
-    ended_at not before started_at, each EPC once per movement, and no NUL
-    characters.
+    ended_at not before started_at, each EPC once per movement, no NUL characters,
+    finite numbers, and integers that fit their columns.
     """
-    _check_no_nul(payload, "payload")
     started_at = _time(payload["started_at"], "started_at")
     ended_at = _time(payload["ended_at"], "ended_at")
     if ended_at < started_at:
@@ -146,6 +163,11 @@ def prepare_movement(payload: dict[str, Any], received_at: datetime) -> NewMovem
 
     weight = payload["weight"]
     clip = payload["clip"]
+    if clip is not None:
+        _check_no_nul(clip["clip_id"], "clip/clip_id")
+    if weight is not None:
+        _check_finite(weight["gross_kg"], "weight/gross_kg")
+    _check_range(payload["seq"], INT64_MAX, "seq")
     row = {
         "event_id": payload["event_id"],
         "site": payload["site"],
@@ -171,9 +193,9 @@ def _insert_ignoring_duplicates(session: AsyncSession) -> Any:
     dialect = session.get_bind().dialect.name
     module = postgresql if dialect == "postgresql" else sqlite
     return (
-        module.insert(Movement)
+        module.insert(MOVEMENTS)
         .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(Movement.id, Movement.event_id)
+        .returning(MOVEMENTS.c.id, MOVEMENTS.c.event_id)
     )
 
 
@@ -204,7 +226,7 @@ async def store_movements(
         for tag in movement.tags
     ]
     if tag_rows:
-        await session.execute(insert(MovementTag), tag_rows)
+        await session.execute(insert(MOVEMENT_TAGS), tag_rows)
     return inserted
 
 

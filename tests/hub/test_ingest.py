@@ -11,10 +11,13 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from bwms.contract import Kind, topic
-from hub.ingest import MovementConsumer, RateLimitedWarning
-from hub.movements import list_dead_letters
-from hub.storage.db import Database
+from sqlalchemy.exc import IntegrityError
+
+import hub.ingest
+from bwms.contract import Kind, PayloadError, decode, topic
+from hub.ingest import MovementConsumer, RateLimitedWarning, decode_payload
+from hub.movements import list_dead_letters, store_movements
+from hub.storage.db import Database, StorageError
 from hub.storage.models import Movement, MovementTag
 from tests.hub.support import (
     GTIN,
@@ -304,3 +307,56 @@ def test_rejection_warning_rate_limited(caplog: pytest.LogCaptureFixture) -> Non
         "rejected 0",
         "rejected 3 (2 more like it not logged)",
     ]
+
+
+DECODE_CASES = [
+    b"{not json",
+    b"[1, 2]",
+    json.dumps(movement("s")).encode(),
+    json.dumps({**movement("s"), "seq": 0}).encode(),
+    json.dumps({**movement("s"), "started_at": "2025-03-01T08:00:10Z"}).encode(),
+]
+
+
+@pytest.mark.parametrize("raw", DECODE_CASES)
+def test_decode_payload_agrees_with_contract(raw: bytes) -> None:
+    # decode_payload checks with jsonschema-rs first; it must reach the verdict
+    # and the error text of bwms.contract.decode.
+    try:
+        expected: object = decode(Kind.MOVEMENT, raw)
+    except PayloadError as exc:
+        expected = str(exc)
+    try:
+        actual: object = decode_payload(Kind.MOVEMENT, raw)
+    except PayloadError as exc:
+        actual = str(exc)
+
+    assert actual == expected
+
+
+async def test_database_rejection_isolated(
+    consumer: MovementConsumer,
+    publisher: Publisher,
+    site_id: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The database refusing one movement must not hold back the others of its
+    # batch, nor leave the refused one unconfirmed for the edge to resend forever.
+    poison = movement(site_id, seq=1, event_id="evt-poison-01")
+    valid = movement(site_id, seq=2)
+
+    async def refuse_poison(session: Any, movements: Any) -> dict[str, int]:
+        if any(m.event_id == poison["event_id"] for m in movements):
+            cause = IntegrityError("INSERT", {}, Exception("constraint failed"))
+            raise StorageError("refused") from cause
+        return await store_movements(session, movements)
+
+    monkeypatch.setattr(hub.ingest, "store_movements", refuse_poison)
+    await publisher.publish(poison)
+    await publisher.publish(valid)
+    await consumer.wait_stored([valid["event_id"]], timeout_s=5)
+    await wait_until(lambda: publisher.acked(poison["event_id"], "rejected") == 1)
+
+    assert consumer.counters.rejected == {"storage": 1}
+    assert consumer.counters.storage_errors >= 1
+    assert publisher.acked(valid["event_id"]) == 1

@@ -49,7 +49,7 @@ def test_nul_character_rejected() -> None:
     with pytest.raises(InvalidMovement) as caught:
         prepare_movement(payload, RECEIVED)
 
-    assert str(caught.value) == "payload/clip/clip_id contains a NUL character"
+    assert str(caught.value) == "clip/clip_id contains a NUL character"
 
 
 def test_overlong_epc_rejected() -> None:
@@ -98,3 +98,32 @@ def test_cursor_round_trip() -> None:
 def test_foreign_cursor_rejected(cursor: str) -> None:
     with pytest.raises(InvalidCursor):
         decode_cursor(cursor)
+
+
+def test_seq_beyond_bigint_rejected() -> None:
+    payload = movement("s", seq=2**63, epcs=[sgtin(1)], start_us=1_740_816_000_000_000)
+
+    with pytest.raises(InvalidMovement) as caught:
+        prepare_movement(payload, RECEIVED)
+
+    assert str(caught.value) == f"seq {2**63} is larger than {2**63 - 1}"
+
+
+def test_reads_beyond_integer_rejected() -> None:
+    payload = movement("s")
+    payload["tags"][0]["reads"] = 2**31
+
+    with pytest.raises(InvalidMovement) as caught:
+        prepare_movement(payload, RECEIVED)
+
+    assert str(caught.value) == f"tags/0/reads {2**31} is larger than {2**31 - 1}"
+
+
+def test_infinite_weight_rejected() -> None:
+    # json.loads turns 1e400 into infinity, which JSON columns cannot store.
+    payload = movement("s", weight_kg=float("inf"))
+
+    with pytest.raises(InvalidMovement) as caught:
+        prepare_movement(payload, RECEIVED)
+
+    assert str(caught.value) == "weight/gross_kg inf is not a finite number"
