@@ -108,7 +108,7 @@ class ReaderHealth:
 
 
 class _RepeatLog:
-    """Logger for repeated warnings: the first of each key at once, then one per interval."""
+    """Logger for repeats: the first warning of a key at once, then one per interval."""
 
     def __init__(self, monotonic: Callable[[], float], interval_s: float) -> None:
         self._monotonic = monotonic
@@ -154,7 +154,7 @@ class _Session:
         try:
             self.loop.call_soon_threadsafe(callback, *args)
         except RuntimeError:
-            # The loop is closed because the client has shut down, so the event is dropped.
+            # The loop is closed because the client has shut down; drop the event.
             pass
 
     def end(self, reason: str) -> None:
@@ -200,12 +200,13 @@ class _Link(LLRPReaderClient):  # type: ignore[misc]
             LLRPReaderState.STATE_INVENTORYING, self._on_inventorying
         )
 
-    # --- framing: replaces sllurp's raw_data_received -------------------------------
+    # --- framing: replaces sllurp's raw_data_received -----------------------------
 
     def raw_data_received(self, data: bytes) -> None:
         self._received_at = self._wall_time()
         self._frames += data
-        while len(self._frames) >= HEADER_BYTES:
+        # A handler below may have closed the connection; later frames are not read.
+        while len(self._frames) >= HEADER_BYTES and not self._stop_main_loop.is_set():
             header = parse_header(self._frames)
             problem = header_problem(header)
             if problem is not None:
@@ -249,7 +250,7 @@ class _Link(LLRPReaderClient):  # type: ignore[misc]
             self._session.set_end_reason(f"sllurp failed to handle {name}: {exc!r}")
             self.hard_disconnect()
 
-    # --- sllurp callbacks ----------------------------------------------------------
+    # --- sllurp callbacks ---------------------------------------------------------
 
     def _on_tag_report(self, _reader: object, entries: list[Mapping[str, Any]]) -> None:
         self._session.post(self._sink._handle_report, entries, self._received_at)
@@ -283,7 +284,7 @@ class _Link(LLRPReaderClient):  # type: ignore[misc]
         self._session.set_end_reason("connection closed by the reader")
         return bool(super().on_lost_connection())
 
-    # --- socket lifetime -----------------------------------------------------------
+    # --- socket lifetime ----------------------------------------------------------
 
     def main_loop(self) -> None:
         try:
@@ -319,7 +320,7 @@ class _Link(LLRPReaderClient):  # type: ignore[misc]
 
 
 class ReaderClient:
-    """Connection manager for one LLRP reader that keeps it inventorying and passes on reads.
+    """Client for one LLRP reader: keeps it inventorying and passes its reads on.
 
     `on_reads` gets the accepted reads of each RO_ACCESS_REPORT, and `on_health` gets
     a ReaderHealth on every change of state. Both run on the event loop that runs
@@ -402,7 +403,7 @@ class ReaderClient:
         self._stop_event: asyncio.Event | None = None
         self._session: _Session | None = None
 
-    # --- public interface ------------------------------------------------------------
+    # --- public interface ---------------------------------------------------------
 
     @property
     def health(self) -> ReaderHealth:
@@ -423,7 +424,7 @@ class ReaderClient:
         )
 
     def clock_offset_us(self) -> int | None:
-        """Return the reader clock minus the host clock in us, or None before any sample."""
+        """Return reader minus host clock in us, or None before the first sample."""
         return self._clock.offset_us()
 
     async def run(self) -> None:
@@ -444,7 +445,7 @@ class ReaderClient:
                 await self._close_session(session, polite=self._stop_requested)
 
     async def stop(self) -> None:
-        """Stop inventory politely, close the connection, and wait for run() to return."""
+        """Stop inventory politely, close the connection, and wait for run() to end."""
         self._stop_requested = True
         if self._stop_event is not None:
             self._stop_event.set()
@@ -468,7 +469,7 @@ class ReaderClient:
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
 
-    # --- connection policy -------------------------------------------------------------
+    # --- connection policy --------------------------------------------------------
 
     async def _run_retry_sequence(self) -> None:
         retrying = AsyncRetrying(
@@ -485,7 +486,7 @@ class ReaderClient:
                 await self._connect_and_serve()
 
     async def _connect_and_serve(self) -> None:
-        """Run one connection; return normally only on stop or after a long, healthy one."""
+        """Run one connection; return normally only on stop or after a healthy one."""
         if self._stop_requested:
             return
         self._attempts += 1
@@ -533,7 +534,8 @@ class ReaderClient:
         except (OSError, LLRPError) as exc:
             self._session = None
             raise ReaderConnectError(
-                f"cannot connect to {self.host}:{self.port}: {exc or type(exc).__name__}"
+                f"cannot connect to {self.host}:{self.port}: "
+                f"{exc or type(exc).__name__}"
             ) from exc
 
         waiters: set[asyncio.Future[Any]] = {session.inventorying, session.ended}
@@ -551,7 +553,8 @@ class ReaderClient:
         if session.ended.done():
             reason = session.ended.result()
         else:
-            reason = f"no running ROSpec within {self._connect_timeout_s:.1f} s of connecting"
+            limit_s = self._connect_timeout_s
+            reason = f"no running ROSpec within {limit_s:.1f} s of connecting"
         raise ReaderHandshakeError(
             f"LLRP set-up with {self.host}:{self.port} failed: {reason}"
         )
@@ -670,7 +673,7 @@ class ReaderClient:
         except Exception:
             logger.exception("%s: on_health callback failed", self.reader_id)
 
-    # --- events posted by the reader thread ------------------------------------------
+    # --- events posted by the reader thread ---------------------------------------
 
     def _handle_inventorying(self, session: _Session) -> None:
         if not session.inventorying.done():

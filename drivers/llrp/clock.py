@@ -1,4 +1,4 @@
-"""Estimate of a reader's clock offset from the host, from timestamps in its messages."""
+"""Estimate of a reader's clock offset from the host, from its message timestamps."""
 
 from __future__ import annotations
 

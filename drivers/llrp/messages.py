@@ -1,16 +1,16 @@
-"""LLRP 1.0.1 binary encoding: message frames, parameters, and the messages a reader sends.
+"""LLRP 1.0.1 binary encoding: frames, parameters, and the messages a reader sends.
 
 Every LLRP message starts with a 10-byte header: 3 reserved bits, a 3-bit protocol
-version, a 10-bit message type, a 32-bit length that includes the header, and a 32-bit
-message id. A parameter is either TV or TLV. A TV parameter starts with one byte that
-has bit 7 set and a 7-bit type, and the type fixes the length of the value. A TLV
-parameter starts with 16 bits (6 reserved, 10-bit type) and a 16-bit length that
-includes those 4 bytes. Vendor messages and parameters have type 1023 and carry a 32-bit
-vendor id (the IANA enterprise number) and a subtype after the header.
+version, a 10-bit message type, a 32-bit length that includes the header, and a
+32-bit message id. A parameter is either TV or TLV. A TV parameter starts with one
+byte that has bit 7 set and a 7-bit type, and the type fixes the length of the value.
+A TLV parameter starts with 16 bits (6 reserved, 10-bit type) and a 16-bit length
+that includes those 4 bytes. Vendor messages and parameters have type 1023 and carry
+a 32-bit vendor id (the IANA enterprise number) and a subtype after the header.
 
-The reader simulator builds its messages here. The client decodes with sllurp and uses
-this module only to check frame headers before sllurp decodes them. Section numbers follow
-LLRP 1.0.1 as sllurp 3.0.5 (llrp_proto.py) numbers them.
+The reader simulator builds its messages here. The client decodes with sllurp and
+uses this module only to check frame headers before sllurp decodes them. Section
+numbers follow LLRP 1.0.1 as sllurp 3.0.5 (llrp_proto.py) numbers them.
 """
 
 from __future__ import annotations
@@ -194,7 +194,7 @@ TV_VALUE_BYTES: dict[int, int] = {
 }
 
 
-# --- frame headers -----------------------------------------------------------------
+# --- frame headers ----------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,7 +237,7 @@ def header_problem(
     return None
 
 
-# --- encoding ----------------------------------------------------------------------
+# --- encoding ---------------------------------------------------------------------
 
 
 def encode_message(message_type: int, message_id: int, body: bytes = b"") -> bytes:
@@ -249,7 +249,7 @@ def encode_message(message_type: int, message_id: int, body: bytes = b"") -> byt
 def encode_custom_message(
     vendor_id: int, subtype: int, message_id: int, body: bytes
 ) -> bytes:
-    """Frame a vendor message: vendor id (32 bits) and subtype (8 bits) lead the body."""
+    """Frame a vendor message: the body starts with vendor id and subtype."""
     prefix = struct.pack("!IB", vendor_id, subtype)
     return encode_message(MessageType.CUSTOM_MESSAGE, message_id, prefix + body)
 
@@ -276,7 +276,7 @@ def encode_llrp_status(code: int = StatusCode.SUCCESS, description: str = "") ->
 
 
 def encode_connection_attempt_event(utc_us: int, status: int) -> bytes:
-    """Encode the body of a READER_EVENT_NOTIFICATION that reports a connection attempt."""
+    """Encode a READER_EVENT_NOTIFICATION body that reports a connection attempt."""
     data = encode_tlv(ParamType.UTC_TIMESTAMP, struct.pack("!Q", utc_us))
     data += encode_tlv(ParamType.CONNECTION_ATTEMPT_EVENT, struct.pack("!H", status))
     return encode_tlv(ParamType.READER_EVENT_NOTIFICATION_DATA, data)
@@ -545,14 +545,14 @@ def _timestamps(
 
 
 def pc_word_for(epc_hex: str) -> int:
-    """Return the Gen2 PC word of an EPC: its length in 16-bit words in the top 5 bits."""
+    """Return the Gen2 PC word of an EPC: its length in words in the top 5 bits."""
     words = len(epc_hex) // 4
     if words > 31:
         raise ValueError(f"EPC of {words} words does not fit the 5-bit PC length field")
     return words << 11
 
 
-# --- decoding what a client sends --------------------------------------------------
+# --- decoding what a client sends -------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -635,7 +635,7 @@ def keepalive_spec_present(set_reader_config_body: bytes) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ROSpecSummary:
-    """What the simulator needs from an ADD_ROSPEC: id, start trigger, antennas, fields."""
+    """ADD_ROSPEC content the simulator uses: id, start trigger, antennas, fields."""
 
     rospec_id: int
     start_trigger: int
@@ -648,7 +648,7 @@ class ROSpecSummary:
 
 
 def parse_add_rospec(body: bytes) -> ROSpecSummary:
-    """Extract id, start trigger, antennas and report content from an ADD_ROSPEC body."""
+    """Extract id, start trigger, antennas and report fields from an ADD_ROSPEC body."""
     rospec = next((p for p in iter_params(body) if p.type == ParamType.ROSPEC), None)
     if rospec is None:
         raise LLRPFormatError("ADD_ROSPEC has no ROSpec parameter")

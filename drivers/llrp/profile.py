@@ -139,7 +139,7 @@ class ReaderProfile(_Strict):
         default=5.0,
         gt=0.0,
         le=3600.0,
-        description="Period of the reader's KEEPALIVE messages, which the watchdog uses.",
+        description="Period of the reader's KEEPALIVE messages, for the watchdog.",
     )
     antennas: list[AntennaSettings] = Field(min_length=1)
     inventory: InventorySettings = InventorySettings()
@@ -221,7 +221,7 @@ class ReaderProfile(_Strict):
         *,
         keepalive_interval_s: float | None = None,
     ) -> LLRPReaderConfig:
-        """Build sllurp's reader configuration for `antennas` (default: all in the profile).
+        """Build sllurp's reader configuration for `antennas` (default: all of them).
 
         Reconnecting is left off because the client runs its own connection policy.
         Raises ReaderProfileError for an antenna port the profile does not define.
@@ -330,9 +330,12 @@ def load_profile(
         return ReaderProfile.model_validate(document)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(part) for part in error['loc']) or '(top level)'}: {error['msg']}"
-            for error in exc.errors()
+            f"{_location(error['loc'])}: {error['msg']}" for error in exc.errors()
         )
         raise ReaderProfileError(
             f"reader profile {path} is invalid: {problems}"
         ) from exc
+
+
+def _location(parts: tuple[int | str, ...]) -> str:
+    return ".".join(str(part) for part in parts) or "(top level)"

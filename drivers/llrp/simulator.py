@@ -1,10 +1,11 @@
-"""LLRP reader simulator: a TCP server that an unmodified LLRP client such as sllurp uses.
+"""LLRP reader simulator: a TCP server that unmodified LLRP clients such as sllurp use.
 
 It follows a real reader's side of LLRP 1.0.1. On accept it sends
 READER_EVENT_NOTIFICATION with a ConnectionAttemptEvent, it sends a response with an
-LLRPStatus to every request, and it sends KEEPALIVE at the period the client set. While a ROSpec is enabled (with an immediate start trigger) or started, it sends
+LLRPStatus to every request, and it sends KEEPALIVE at the period the client set.
+While a ROSpec is enabled (with an immediate start trigger) or started, it sends
 RO_ACCESS_REPORT messages that carry only the fields the client's
-TagReportContentSelector asked for. It serves one client at a time. A second client
+TagReportContentSelector requested. It serves one client at a time. A second client
 gets a failed ConnectionAttemptEvent, as a real reader sends, and is closed.
 
 Reads come from a reads file (see `reads.read_reads_file`) or from `inject()`. Until
@@ -141,7 +142,7 @@ class _ClientConnection:
         self._keepalive_task: asyncio.Task[None] | None = None
         self._closing = False
 
-    # --- output ------------------------------------------------------------------
+    # --- output -------------------------------------------------------------------
 
     def send(self, frame: bytes) -> bool:
         """Write a frame unless the reader is silent or the socket closing."""
@@ -171,7 +172,7 @@ class _ClientConnection:
         else:
             self.writer.close()
 
-    # --- state ----------------------------------------------------------------------
+    # --- state --------------------------------------------------------------------
 
     def running_rospec(self) -> ROSpecSummary | None:
         """Return the ROSpec that is inventorying, if any."""
@@ -183,7 +184,7 @@ class _ClientConnection:
                 return spec
         return None
 
-    # --- input ---------------------------------------------------------------------
+    # --- input --------------------------------------------------------------------
 
     async def serve(self) -> None:
         """Read requests and send their responses until either side closes."""
@@ -381,7 +382,7 @@ class _ClientConnection:
     # --- reports ------------------------------------------------------------------
 
     async def send_report(self, reads: list[SimRead], spec: ROSpecSummary) -> int:
-        """Send one RO_ACCESS_REPORT with the reads the ROSpec covers; return how many."""
+        """Send the covered reads in one RO_ACCESS_REPORT; return how many went out."""
         entries = []
         for read in reads:
             if not spec.covers_antenna(read.antenna):
@@ -519,7 +520,7 @@ class ReaderSimulator:
         self._rows_done = not self._rows
         self._replayed = asyncio.Event()
 
-    # --- lifecycle -----------------------------------------------------------------
+    # --- lifecycle ----------------------------------------------------------------
 
     async def start(self) -> None:
         """Listen on host:port; `port` contains the bound port afterwards."""
@@ -552,7 +553,7 @@ class ReaderSimulator:
             await self._server.wait_closed()
             self._server = None
 
-    # --- reads -------------------------------------------------------------------------
+    # --- reads --------------------------------------------------------------------
 
     def inject(self, reads: Iterable[SimRead]) -> None:
         """Queue reads for the next report now, bypassing the reads file."""
@@ -575,7 +576,7 @@ class ReaderSimulator:
             self._connected.clear()
             await self._connected.wait()
 
-    # --- fault modes -------------------------------------------------------------------
+    # --- fault modes --------------------------------------------------------------
 
     def drop_connections(self) -> None:
         """Reset the client connection now, as a reader that reboots does."""
@@ -587,7 +588,7 @@ class ReaderSimulator:
             self._active = None
 
     def go_silent(self) -> None:
-        """Stop sending anything (responses, keepalives, reports) but keep the socket."""
+        """Stop sending responses, keepalives and reports, but keep the socket open."""
         self.silent = True
 
     def resume(self) -> None:
@@ -596,7 +597,7 @@ class ReaderSimulator:
         self.wake_pump()
 
     def send_malformed(self) -> None:
-        """Write a frame with a garbage header (bad version, absurd length) to the client."""
+        """Write a frame whose header has a bad version and an absurd length."""
         if self._active is not None:
             self._active.writer.write(_GARBAGE_FRAME)
 
@@ -616,7 +617,7 @@ class ReaderSimulator:
             )
             self._active.writer.write(frame)
 
-    # --- helpers used by connections ------------------------------------------------------
+    # --- helpers used by connections ----------------------------------------------
 
     def reader_time_us(self) -> int:
         """Return the simulated reader clock in microseconds since the Unix epoch."""
@@ -666,14 +667,15 @@ class ReaderSimulator:
             uptime_origin_us=self._started_at_us,
         )
 
-    # --- internals --------------------------------------------------------------------
+    # --- internals ----------------------------------------------------------------
 
     def _enqueue(self, read: SimRead) -> None:
         if len(self._buffer) == self._buffer.maxlen:
             self.reads_dropped += 1
             if self.reads_dropped == 1:
                 logger.warning(
-                    "reader simulator: report buffer full (%d reads); dropping the oldest",
+                    "reader simulator: report buffer full (%d reads); "
+                    "dropping the oldest",
                     self._buffer.maxlen,
                 )
         self._buffer.append(read)

@@ -1,4 +1,4 @@
-"""Turn sllurp's decoded TagReportData entries into TagRead values, or reasons to reject.
+"""Conversion of sllurp's decoded TagReportData entries into TagRead values.
 
 A read is kept only if it carries everything portal logic needs from the reader
 itself: a well-formed EPC, a non-zero antenna id, and at least one UTC timestamp
@@ -20,7 +20,7 @@ from drivers.llrp.reads import TagRead
 
 
 class EPCData(bytes):
-    """EPC hex digits (ASCII bytes, as sllurp returns them) with the EPCLengthBits field."""
+    """EPC hex digits as ASCII bytes, as sllurp returns them, plus EPCLengthBits."""
 
     bit_count: int
 
@@ -65,7 +65,7 @@ class RejectReason:
 
 
 class TagReportError(ValueError):
-    """A TagReportData entry that cannot become a TagRead; `reason` is a RejectReason."""
+    """TagReportData entry that cannot become a TagRead; `reason` is a RejectReason."""
 
     def __init__(self, reason: str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
@@ -147,7 +147,8 @@ def _epc_hex(entry: Mapping[str, Any]) -> str:
     if bit_count is not None and bit_count != len(text) * 4:
         raise TagReportError(
             RejectReason.EPC_MALFORMED,
-            f"EPCLengthBits {bit_count} does not match {len(text) * 4} bits of EPC {text}",
+            f"EPCLengthBits {bit_count} does not match the {len(text) * 4} bits "
+            f"of EPC {text}",
         )
     if len(text) % 4 != 0:
         raise TagReportError(

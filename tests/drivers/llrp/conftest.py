@@ -28,7 +28,7 @@ FAST_TIMERS: dict[str, Any] = {
 async def wait_until(
     predicate: Callable[[], bool], what: str, timeout_s: float = 5.0
 ) -> None:
-    """Poll `predicate` until it is true, failing the test with `what` after the timeout."""
+    """Poll `predicate` until it is true; fail the test, naming `what`, on timeout."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     while not predicate():

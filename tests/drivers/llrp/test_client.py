@@ -1,4 +1,4 @@
-"""ReaderClient (sllurp) against the reader simulator over TCP, including fault modes."""
+"""ReaderClient (sllurp) against the reader simulator over TCP, with fault modes."""
 
 from __future__ import annotations
 
@@ -188,7 +188,7 @@ async def test_reader_without_keepalives_lost(
     simulator = await start_simulator(keepalive_honour=False)
     running = await start_client(simulator.port)
     await running.wait_state(STATE_CONNECTED)
-    # With no keepalives and no tags, the reader cannot be distinguished from a dead one.
+    # With no keepalives and no tags, the reader looks the same as a dead one.
     await running.wait_published(STATE_LOST)
     assert simulator.keepalives_sent == 0
     # The connection delivered no message after set-up, so the reconnect waits for

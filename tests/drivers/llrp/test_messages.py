@@ -1,4 +1,4 @@
-"""LLRP binary encoding: frame headers, parsing what sllurp sends, what sllurp decodes."""
+"""LLRP encoding: frame headers, parsing sllurp's requests, sllurp decoding replies."""
 
 from __future__ import annotations
 

@@ -157,7 +157,8 @@ def test_mixed_power_raises(tmp_path: Path) -> None:
 
 
 def test_repeated_port_raises(tmp_path: Path) -> None:
-    text = 'name = "custom"\nvendor = "t"\n[[antennas]]\nport = 1\n[[antennas]]\nport = 1\n'
+    text = 'name = "custom"\nvendor = "t"\n'
+    text += "[[antennas]]\nport = 1\n[[antennas]]\nport = 1\n"
     with pytest.raises(ReaderProfileError, match="repeat"):
         load_profile(write_profile(tmp_path, text))
 

@@ -1,4 +1,4 @@
-"""Reader simulator: replay timing, report buffering, and what it does with bad clients."""
+"""Reader simulator: replay timing, report buffering, and handling of bad clients."""
 
 from __future__ import annotations
 

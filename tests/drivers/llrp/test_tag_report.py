@@ -1,4 +1,4 @@
-"""TagReportData to TagRead: real-reader fixtures, EPC forms, PC words and rejections."""
+"""TagReportData to TagRead: real-reader fixtures, EPC forms, PC words, rejections."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ ALL_FIELDS = ReportContent(
 
 
 def decode(message_type: int, body: bytes) -> dict[str, Any]:
-    """Decode a message body through sllurp, with a header in front as a reader sends it."""
+    """Decode a message body through sllurp, after prefixing the LLRP header."""
     message = LLRPMessage(msgbytes=encode_message(message_type, 7, body))
     return message.msgdict[message.getName()]
 
