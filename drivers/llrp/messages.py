@@ -611,7 +611,7 @@ def _unpack(fmt: str, data: bytes, what: str) -> tuple[int, ...]:
 
 
 def parse_keepalive_interval_ms(set_reader_config_body: bytes) -> int | None:
-    """Return the periodic keepalive interval in ms that SET_READER_CONFIG asks for.
+    """Return the periodic keepalive interval in ms that SET_READER_CONFIG requests.
 
     Returns None when the message has no KeepaliveSpec or turns keepalives off
     (trigger type 0). The body starts with one byte holding ResetToFactoryDefault.
