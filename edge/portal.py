@@ -133,7 +133,7 @@ class _SideStats:
     peak_us: int = 0
     # Strongest RSSI the reader actually reported, None if it reported none.
     peak_rssi_dbm: float | None = None
-    # Sum of read weights (see read_weight), the weighted mean read time and the
+    # Sum of read weights (see _read_weight), the weighted mean read time and the
     # weighted sum of squared deviations from it (West's incremental algorithm).
     weight: float = 0.0
     mean_us: float = 0.0
@@ -314,7 +314,7 @@ class _Group:
     members: dict[str, _Pass] = field(default_factory=dict)
 
 
-def read_weight(rssi_dbm: float, floor_dbm: float) -> float:
+def _read_weight(rssi_dbm: float, floor_dbm: float) -> float:
     """Weight of a read in a side's mean time: its dB above the floor, plus 1.
 
     Linear in dB so that the strong reads near an antenna count most, without
@@ -323,7 +323,7 @@ def read_weight(rssi_dbm: float, floor_dbm: float) -> float:
     return rssi_dbm - floor_dbm + 1.0
 
 
-def decide_direction(inside: _SideStats, outside: _SideStats) -> Direction:
+def _decide_direction(inside: _SideStats, outside: _SideStats) -> Direction:
     """Decide a pass's direction from its inside and outside aggregates.
 
     `in` needs the outside reads before the inside ones by both measures: the
@@ -358,7 +358,7 @@ class PortalTracker:
         self.portal = portal
         tuning = portal.tuning
         self._floor_dbm = tuning.rssi_floor_dbm
-        self._floor_weight = read_weight(tuning.rssi_floor_dbm, tuning.rssi_floor_dbm)
+        self._floor_weight = _read_weight(tuning.rssi_floor_dbm, tuning.rssi_floor_dbm)
         self._idle_us = round(tuning.idle_gap_s * _US_PER_S)
         self._dwell_us = round(tuning.staged_dwell_s * _US_PER_S)
         self._forget_us = self._idle_us + self._dwell_us
@@ -418,7 +418,7 @@ class PortalTracker:
             return []
         else:
             level_dbm = rssi
-            weight = read_weight(rssi, self._floor_dbm)
+            weight = _read_weight(rssi, self._floor_dbm)
         counters["qualifying"] += 1
 
         # The read's own time shows the reader clock has reached it, so a group
@@ -631,7 +631,7 @@ class PortalTracker:
             if closing.reads < self._min_reads:
                 self.counters["noise_tags"] += 1
                 continue
-            direction = decide_direction(closing.inside, closing.outside)
+            direction = _decide_direction(closing.inside, closing.outside)
             by_direction.setdefault(direction, []).append(closing.summary())
 
         movements: list[ClosedMovement] = []
