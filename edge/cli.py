@@ -71,3 +71,64 @@ def replay_command(
 
     for payload in payloads:
         typer.echo(encode(payload).decode())
+
+
+@edge_app.command("run")
+def run_command(
+    config: Path = typer.Option(..., "--config", help="Site file (TOML)."),
+    portal: str = typer.Option(..., "--portal", help="Portal id in the site file."),
+    mqtt_url: str | None = typer.Option(
+        None,
+        "--mqtt-url",
+        help="Broker URL, mqtt://host:port or mqtts://host:port; "
+        "default BWMS_MQTT_URL or mqtt://127.0.0.1:1883.",
+    ),
+    outbox: Path | None = typer.Option(
+        None,
+        "--outbox",
+        help="Outbox SQLite file; default BWMS_OUTBOX_PATH or outbox.sqlite3.",
+    ),
+    reader_host: str | None = typer.Option(
+        None, "--reader-host", help="Reader host, instead of the site file's."
+    ),
+    reader_port: int | None = typer.Option(
+        None, "--reader-port", help="Reader LLRP port, instead of the site file's."
+    ),
+) -> None:
+    """Run the edge daemon of one portal until SIGINT or SIGTERM.
+
+    Broker credentials and TLS come from BWMS_MQTT_* variables, outbox settings from
+    BWMS_OUTBOX_*, and the reader connection policy from BWMS_READER_*.
+    """
+    import asyncio
+    import signal
+
+    from pydantic import ValidationError
+
+    from bwms.site import SiteError, load_site
+    from edge.daemon import ReaderSettings, run_daemon
+    from edge.settings import MqttSettings, OutboxSettings
+
+    try:
+        site = load_site(config)
+        site.portal(portal)
+        mqtt = MqttSettings(**({"url": mqtt_url} if mqtt_url else {}))
+        box = OutboxSettings(**({"path": outbox} if outbox else {}))
+        overrides = {"host": reader_host, "port": reader_port}
+        reader = ReaderSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except (SiteError, ValidationError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+
+    async def main() -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        try:
+            await run_daemon(site, portal, mqtt=mqtt, outbox=box, reader=reader)
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(main())
