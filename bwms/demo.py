@@ -25,7 +25,15 @@ from rich.console import Console
 from rich.table import Table
 
 from bwms import scenario
-from bwms.broker import BrokerError, LocalBroker, new_password, start_local_broker
+from bwms.broker import (
+    BrokerError,
+    LocalBroker,
+    edge_username,
+    hub_username,
+    new_password,
+    site_accounts,
+    start_local_broker,
+)
 from bwms.site import configs_dir, load_site
 
 logger = logging.getLogger(__name__)
@@ -126,13 +134,20 @@ async def running_demo(
     folder.mkdir(parents=True, exist_ok=True)
     console.print(f"Demo data in {folder}")
 
-    edge_user = f"edge-{portal.id}"
-    users = {"hub": new_password(), edge_user: new_password()}
+    hub_user = hub_username(site.site.id)
+    edge_user = edge_username(site.site.id, portal.id)
+    users = {hub_user: new_password(), edge_user: new_password()}
+    accounts = [a for a in site_accounts(site) if a.username in users]
     local: LocalBroker | None = None
     if mqtt_url is None:
-        local = await start_local_broker(folder / "broker", users, prefer=broker)
+        local = await start_local_broker(
+            folder / "broker", users, prefer=broker, acl=accounts
+        )
         mqtt_url = local.url
-        console.print(f"Broker: {local.backend} on {local.url}, password login only")
+        console.print(
+            f"Broker: {local.backend} on {local.url}, password login only, "
+            "each account limited to its own topics"
+        )
     login = local is not None
     database_url = database_url or f"sqlite+aiosqlite:///{folder / 'hub.sqlite3'}"
 
@@ -142,8 +157,8 @@ async def running_demo(
             database_url=database_url,
             data_dir=folder,
             mqtt_url=mqtt_url,
-            mqtt_username="hub" if login else None,
-            mqtt_password=users["hub"] if login else None,
+            mqtt_username=hub_user if login else None,
+            mqtt_password=users[hub_user] if login else None,
             mqtt_client_id=f"bwms-hub-{site.site.id}-demo-{uuid.uuid4().hex[:8]}",
             api_port=port,
         )
