@@ -271,6 +271,7 @@ class MovementConsumer:
         self.host, self.port, self.tls = broker_address(settings.mqtt_url)
         self.counters = IngestCounters()
         self.statuses: dict[str, PortalStatus] = {}
+
         self._portals: dict[str, Portal] = {p.id: p for p in site.portals}
         self._clock = clock
         self._monotonic = monotonic
@@ -278,6 +279,7 @@ class MovementConsumer:
         self._storage_log = RateLimitedWarning(
             settings.reject_log_interval_s, monotonic
         )
+
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
@@ -286,10 +288,13 @@ class MovementConsumer:
         self._arrivals: deque[_Inbound] = deque()
         self._arrivals_lock = threading.Lock()
         self._wakeup_pending = False
+
         self._task: asyncio.Task[None] | None = None
         self._stop_requested = False
         self._subscribed = asyncio.Event()
         self._batch_done = asyncio.Event()
+
+        # Connection state, for the health route and for logging a loss only once.
         self._ever_connected = False
         self._connect_fail_logged = False
         self._lost_at: float | None = None
@@ -679,15 +684,17 @@ class MovementConsumer:
             return _Rejected(inbound, site, portal, Rejection("invalid_topic", detail))
 
         self.counters.received += 1
-        outcome = self.check_movement(
-            inbound.payload, inbound.topic, inbound.received_at
-        )
+        outcome = self._check_movement(inbound, site, portal)
         if isinstance(outcome, Rejection):
             return _Rejected(inbound, site, portal, outcome)
         return _Accepted(inbound, site, portal, outcome)
 
     def _check_address(
-        self, payload: dict[str, Any], topic_name: str, kind: Kind
+        self,
+        payload: dict[str, Any],
+        inbound: _Inbound,
+        topic_site: str,
+        topic_portal: str,
     ) -> Rejection | Portal:
         event_id = payload.get("event_id")
         site_id, portal_id = payload["site"], payload["portal"]
@@ -700,18 +707,19 @@ class MovementConsumer:
                 f"portal {portal_id!r} is not in the site file of site {self.site_id!r}"
             )
             return Rejection("unknown_portal", detail, event_id)
-        if topic_name != topic(site_id, portal_id, kind):
+        if (site_id, portal_id) != (topic_site, topic_portal):
             detail = (
                 f"payload names site {site_id!r} and portal {portal_id!r} but came on "
-                f"topic {topic_name!r}"
+                f"topic {inbound.topic!r}"
             )
             return Rejection("topic_mismatch", detail, event_id)
         return portal
 
-    def check_movement(
-        self, raw: bytes, topic_name: str, received_at: datetime
+    def _check_movement(
+        self, inbound: _Inbound, topic_site: str, topic_portal: str
     ) -> NewMovement | Rejection:
         """Validate one movement message against the schema, the topic and the site file."""
+        raw = inbound.payload
         try:
             payload = decode_payload(Kind.MOVEMENT, raw)
         except PayloadError as exc:
@@ -720,7 +728,7 @@ class MovementConsumer:
             )
 
         event_id: str = payload["event_id"]
-        portal = self._check_address(payload, topic_name, Kind.MOVEMENT)
+        portal = self._check_address(payload, inbound, topic_site, topic_portal)
         if isinstance(portal, Rejection):
             return portal
         if payload["portal_kind"] != portal.kind.value:
@@ -730,7 +738,7 @@ class MovementConsumer:
             )
             return Rejection("portal_kind_mismatch", detail, event_id)
         try:
-            return prepare_movement(payload, received_at)
+            return prepare_movement(payload, inbound.received_at)
         except InvalidMovement as exc:
             return Rejection("invalid_movement", str(exc), event_id)
 
@@ -746,7 +754,7 @@ class MovementConsumer:
             payload = decode_payload(Kind.STATUS, inbound.payload)
         except PayloadError as exc:
             return Rejection(_payload_error_code(exc), str(exc))
-        address = self._check_address(payload, inbound.topic, Kind.STATUS)
+        address = self._check_address(payload, inbound, site, portal)
         if isinstance(address, Rejection):
             return address
         self.statuses[portal] = PortalStatus(

@@ -115,15 +115,18 @@ def _tag_row(tag: dict[str, Any], index: int) -> dict[str, Any]:
             f"tags/{index}/epc has {len(epc)} hex digits; a Gen2 EPC has at most "
             f"{MAX_EPC_HEX}"
         )
+
     decoded = decode_epc(epc)
     scheme = str(decoded["scheme"])
     decoded_uri = decoded.get("uri")
     gtin = decoded.get("gtin")
     sscc = decoded.get("sscc")
+
     first_seen = _time(tag["first_seen"], f"tags/{index}/first_seen")
     last_seen = _time(tag["last_seen"], f"tags/{index}/last_seen")
     if last_seen < first_seen:
         raise InvalidMovement(f"tags/{index}: last_seen is before first_seen")
+
     return {
         "epc": epc,
         "scheme": scheme,

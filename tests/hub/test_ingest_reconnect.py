@@ -73,3 +73,39 @@ async def test_broker_restart_stores_all_once(
     assert consumer.disconnects == 1
     assert sum("lost connection" in m for m in messages) == 1
     assert sum("reconnected" in m for m in messages) == 1
+
+
+async def test_broker_down_at_start(
+    make_settings: Callable[..., HubSettings],
+    site: Site,
+    database: Database,
+    site_id: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The hub may start before the broker: it keeps retrying, logs that once, and
+    # stores movements once the broker is up.
+    broker = PrivateMosquitto()
+    consumer = MovementConsumer(make_settings(mqtt_url=broker.url), site, database)
+    payload = movement(site_id)
+    caplog.set_level(logging.INFO, logger="hub.ingest")
+    await consumer.start()
+    try:
+        await asyncio.sleep(2.5)
+        connected_before = consumer.connected
+        await asyncio.to_thread(broker.start)
+        await consumer.wait_subscribed(5)
+        edge = Publisher(broker.url, site_id)
+        try:
+            await edge.ready()
+            await edge.publish(payload)
+            await consumer.wait_stored([payload["event_id"]], timeout_s=5)
+        finally:
+            edge.close()
+    finally:
+        await consumer.stop()
+        broker.close()
+
+    messages = [r.getMessage() for r in caplog.records]
+    assert connected_before is False
+    assert sum("cannot reach broker" in m for m in messages) == 1
+    assert consumer.counters.stored == 1
