@@ -99,6 +99,7 @@ class EdgeDaemon:
         self.reader: ReaderClient | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._closing = asyncio.Lock()
+        self._status_tasks: set[asyncio.Task[None]] = set()
         self.counters: dict[str, int] = {"movements": 0, "crossings": 0, "errors": 0}
 
     # Start-up, in dependency order
@@ -268,11 +269,13 @@ class EdgeDaemon:
     # Health
 
     def _on_reader_health(self, health: ReaderHealth) -> None:
-        if self.uplink is not None:
-            task = asyncio.get_running_loop().create_task(self.uplink.publish_status())
-            self._status_tasks = getattr(self, "_status_tasks", set())
-            self._status_tasks.add(task)
-            task.add_done_callback(self._status_tasks.discard)
+        """Publish the portal status again whenever the reader's state changes."""
+        if self.uplink is None:
+            return
+        task = asyncio.get_running_loop().create_task(self.uplink.publish_status())
+        # Keep a reference until it ends, as asyncio holds tasks only weakly.
+        self._status_tasks.add(task)
+        task.add_done_callback(self._status_tasks.discard)
 
     def status(self) -> dict[str, Any]:
         """Return the device, outbox and counter part of the status message."""

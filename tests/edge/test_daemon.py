@@ -102,6 +102,26 @@ async def daemon(
     await edge.start()
     yield edge
     await edge.stop()
+    clear_retained(shared_broker, site.site.id)
+
+
+def clear_retained(url: str, site_id: str) -> None:
+    """Remove the retained status this test left on the shared broker."""
+    from urllib.parse import urlsplit
+
+    import paho.mqtt.publish as publish
+
+    from bwms.contract import Kind, topic
+
+    parts = urlsplit(url)
+    publish.single(
+        topic(site_id, PORTAL, Kind.STATUS),
+        b"",
+        qos=1,
+        retain=True,
+        hostname=parts.hostname or "127.0.0.1",
+        port=parts.port or 1883,
+    )
 
 
 async def wait_for(condition, timeout_s: float = 10.0) -> bool:  # type: ignore[no-untyped-def]
@@ -176,3 +196,49 @@ async def test_daemon_counts_undecodable_frame(
     # A well-framed message of an unknown type leaves the stream in step, so the
     # connection is kept.
     assert simulator.connections == 1
+
+
+def read_retained(url: str, topic_name: str, timeout_s: float = 5.0) -> dict:  # type: ignore[type-arg]
+    """Return the retained message on a topic, decoded, or fail."""
+    import json
+    import threading
+    from urllib.parse import urlsplit
+
+    import paho.mqtt.client as mqtt
+
+    parts = urlsplit(url)
+    got: dict[str, bytes] = {}
+    done = threading.Event()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+
+    def on_message(client, userdata, message):  # type: ignore[no-untyped-def]
+        got["payload"] = message.payload
+        done.set()
+
+    client.on_message = on_message
+    client.connect(parts.hostname or "127.0.0.1", parts.port or 1883)
+    client.subscribe(topic_name, qos=1)
+    client.loop_start()
+    try:
+        assert done.wait(timeout_s), f"no retained message on {topic_name}"
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return json.loads(got["payload"])  # type: ignore[no-any-return]
+
+
+async def test_daemon_status_names_reader(
+    daemon: EdgeDaemon, simulator: ReaderSimulator, shared_broker: str, site_id: str
+) -> None:
+    from bwms.contract import Kind, topic, validate
+
+    await simulator.wait_for_connections(1)
+    assert await wait_for(lambda: daemon.reader is not None and daemon.reader.health.state == "connected")
+    await asyncio.sleep(0.3)
+    status = await asyncio.to_thread(read_retained, shared_broker, topic(site_id, PORTAL, Kind.STATUS))
+
+    validate(Kind.STATUS, status)
+    assert status["state"] == "online"
+    assert status["devices"][f"{PORTAL}-reader"]["kind"] == "reader"
+    assert status["devices"][f"{PORTAL}-reader"]["state"] == "connected"
+    assert status["outbox"]["pending"] == 0
