@@ -54,6 +54,9 @@ _DEVICE_DOWN_STATES = {"connecting", "lost"}
 # Wait after an outbox error before the sender tries again.
 _OUTBOX_RETRY_S = 1.0
 
+# Minimum interval between two warnings about ignored ack messages.
+_BAD_ACK_LOG_INTERVAL_S = 60.0
+
 
 class UplinkError(Exception):
     """The uplink cannot be set up: bad TLS files, topic or broker address."""
@@ -188,7 +191,7 @@ class Uplink:
         # Movements whose latest publish still waits for its PUBACK, by paho mid.
         self._awaiting_puback: dict[int, str] = {}
         self._ack_messages: deque[bytes] = deque()
-        self._bad_ack_log = _ThrottledLog(60.0, time.monotonic)
+        self._bad_ack_log = _ThrottledLog(_BAD_ACK_LOG_INTERVAL_S, time.monotonic)
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._client: mqtt.Client | None = None
@@ -206,6 +209,9 @@ class Uplink:
         """Connect, then publish and apply acks until cancelled."""
         self._loop = asyncio.get_running_loop()
         self._stopping = False
+        # A new client holds none of the messages an earlier run handed to paho.
+        self._awaiting_puback.clear()
+        self._schedule.reset()
         client = self._make_client()
         self._client = client
         try:

@@ -302,6 +302,9 @@ async def test_f06_lost_pubacks_deduplicated(
     assert held_back == 20
     assert stub.count() == 45
     assert stub.event_ids() == set(expected)
+    # The broker delivers every resend as a new message, so the dup flag cannot
+    # tell a duplicate apart; only the event_id can.
+    assert not any(delivery.dup for delivery in stub.deliveries)
 
 
 async def test_broker_restart_keeps_order(
