@@ -538,6 +538,8 @@ class Uplink:
         return client
 
     def _set_tls(self, client: mqtt.Client) -> None:
+        # NOTE: no test runs the uplink against a TLS listener yet; the mqtts path
+        # is checked only up to its settings.
         settings = self._settings
         try:
             client.tls_set(
