@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 
@@ -158,7 +159,7 @@ async def running_demo(
             data_dir=folder,
             mqtt_url=mqtt_url,
             mqtt_username=hub_user if login else None,
-            mqtt_password=users[hub_user] if login else None,
+            mqtt_password=SecretStr(users[hub_user]) if login else None,
             mqtt_client_id=f"bwms-hub-{site.site.id}-demo-{uuid.uuid4().hex[:8]}",
             api_port=port,
         )
@@ -178,7 +179,7 @@ async def running_demo(
                 mqtt=MqttSettings(
                     url=mqtt_url,
                     username=edge_user if login else None,
-                    password=users[edge_user] if login else None,
+                    password=SecretStr(users[edge_user]) if login else None,
                     ack_timeout_s=2.0,
                 ),
                 outbox=OutboxSettings(path=folder / f"outbox-{portal.id}.sqlite3"),

@@ -112,10 +112,13 @@ def run_command(
     try:
         site = load_site(config)
         site.portal(portal)
-        mqtt = MqttSettings(**({"url": mqtt_url} if mqtt_url else {}))
-        box = OutboxSettings(**({"path": outbox} if outbox else {}))
+        # Options given on the command line win over the environment.
+        mqtt = MqttSettings.model_validate({"url": mqtt_url} if mqtt_url else {})
+        box = OutboxSettings.model_validate({"path": outbox} if outbox else {})
         overrides = {"host": reader_host, "port": reader_port}
-        reader = ReaderSettings(**{k: v for k, v in overrides.items() if v is not None})
+        reader = ReaderSettings.model_validate(
+            {k: v for k, v in overrides.items() if v is not None}
+        )
     except (SiteError, ValidationError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
