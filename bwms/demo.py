@@ -85,6 +85,9 @@ def run_demo(
     except (DemoError, BrokerError) as exc:
         console.print(f"[red]demo failed:[/red] {exc}")
         return 1
+    except TimeoutError as exc:
+        console.print(f"[red]demo failed, a step timed out:[/red] {exc}")
+        return 1
 
 
 async def _demo(
@@ -126,7 +129,7 @@ async def running_demo(
     from drivers.llrp.simulator import ReaderSimulator
     from edge.daemon import EdgeDaemon, ReaderSettings
     from edge.settings import MqttSettings, OutboxSettings
-    from hub.app import HubRuntime
+    from hub.app import HubError, HubRuntime
     from hub.settings import HubSettings
 
     site_path = configs_dir() / SITE_FILE
@@ -167,7 +170,13 @@ async def running_demo(
     simulator = ReaderSimulator(scenario.reads(), speed=REPLAY_SPEED, impinj=True)
     daemon: EdgeDaemon | None = None
     try:
-        await hub.start()
+        try:
+            await hub.start()
+        except HubError as exc:
+            raise DemoError(
+                f"{exc}: the port is in use; stop what uses it or pass --port "
+                "with another port (0 picks a free one)"
+            ) from exc
         await hub.wait_ready()
         console.print(f"Hub: API on {hub.url}/docs")
         async with httpx.AsyncClient(base_url=hub.url + "/api/v1", timeout=10) as api:
