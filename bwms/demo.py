@@ -311,6 +311,11 @@ def _print_reconciliation(console: Console, result: dict[str, Any]) -> None:
     console.print(f"Unexpected tags: {len(unexpected)}")
     for tag in unexpected:
         console.print(f"  {tag['epc']}  {tag.get('uri') or 'not a GS1 EPC'}")
+    undirected = result.get("direction_unknown") or []
+    if undirected:
+        console.print(
+            f"Read at the door with direction unknown, not counted: {len(undirected)}"
+        )
     events = result.get("event_ids") or result.get("movements") or []
     console.print(f"Contributing movements: {', '.join(map(str, events))}")
 

@@ -166,16 +166,26 @@ class Reconciliation:
     lines: list[LineResult]
     unexpected: list[UnexpectedTag]
     event_ids: list[str]
+    # Manifest tags read at one of its portals in its window, but in movements whose
+    # direction the edge could not tell. They count for nothing; the receiving team
+    # confirms them by hand if they did arrive.
+    direction_unknown: list[UnexpectedTag] = field(default_factory=list)
 
 
 # --- matching -------------------------------------------------------------------
 
 
-def movement_matches(manifest: ManifestData, movement: MovementData) -> bool:
-    """Return whether a movement passed one of the manifest's portals as expected."""
+def movement_matches(
+    manifest: ManifestData, movement: MovementData, *, direction: str | None = None
+) -> bool:
+    """Return whether a movement passed one of the manifest's portals as expected.
+
+    `direction` replaces the manifest's own direction in the test, to find the
+    movements of unknown direction at its portals.
+    """
     if movement.site != manifest.site or movement.portal not in manifest.portals:
         return False
-    if movement.direction != manifest.direction.value:
+    if movement.direction != (direction or manifest.direction.value):
         return False
     if manifest.window_start is not None and movement.started_at < manifest.window_start:
         return False
@@ -361,6 +371,30 @@ def _count_movements(
     return [m.event_id for m in ordered], unexpected, seen
 
 
+def _direction_unknown(
+    manifest: ManifestData,
+    movements: Iterable[MovementData],
+    index: _Index,
+    read_epcs: set[str],
+) -> list[UnexpectedTag]:
+    found: dict[str, UnexpectedTag] = {}
+    for movement in sorted(movements, key=lambda m: (m.started_at, m.event_id)):
+        if not movement_matches(manifest, movement, direction="unknown"):
+            continue
+        for tag in movement.tags:
+            if tag.epc in read_epcs or tag.epc in found or index.target(tag) is None:
+                continue
+            found[tag.epc] = UnexpectedTag(
+                epc=tag.epc,
+                scheme=tag.scheme,
+                uri=tag.uri,
+                gtin=tag.gtin,
+                sscc=tag.sscc,
+                event_id=movement.event_id,
+            )
+    return list(found.values())
+
+
 def _count_manual(
     manifest_id: str,
     manual: Iterable[ManualConfirmation],
@@ -460,7 +494,9 @@ def reconcile(
     final result. Line statuses are filled in either way.
     """
     index = _build_index(manifest)
+    movements = list(movements)
     event_ids, unexpected, read_epcs = _count_movements(manifest, movements, index)
+    undirected = _direction_unknown(manifest, movements, index, read_epcs)
     _count_manual(manifest.manifest_id, manual, index, read_epcs)
     for pool in (*index.by_sscc.values(), *index.by_gtin.values()):
         _allocate(pool)
@@ -479,4 +515,5 @@ def reconcile(
         lines=lines,
         unexpected=unexpected,
         event_ids=event_ids,
+        direction_unknown=undirected,
     )

@@ -330,7 +330,9 @@ def _movement_filter(manifest: Manifest) -> list[Any]:
     conditions: list[Any] = [
         Movement.site == manifest.site,
         Movement.portal.in_(manifest.portals),
-        Movement.direction == manifest.direction,
+        # Movements of unknown direction are loaded too, so that the manifest's
+        # tags among them can be shown to the receiving team (never counted).
+        Movement.direction.in_([manifest.direction, "unknown"]),
     ]
     if manifest.window_start is not None:
         conditions.append(Movement.started_at >= manifest.window_start)
@@ -519,6 +521,17 @@ def _reconciliation_dict(
                 "event_id": tag.event_id,
             }
             for tag in result.unexpected
+        ],
+        "direction_unknown": [
+            {
+                "epc": tag.epc,
+                "scheme": tag.scheme,
+                "uri": tag.uri,
+                "gtin": tag.gtin,
+                "sscc": tag.sscc,
+                "event_id": tag.event_id,
+            }
+            for tag in result.direction_unknown
         ],
         "event_ids": result.event_ids,
         "confirmations": [_confirmation_dict(row) for row in confirmations],

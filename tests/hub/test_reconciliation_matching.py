@@ -491,3 +491,42 @@ def test_lines_counting_maps_epcs() -> None:
     assert owners[sgtin(2, GTIN_B)] == {2}
     assert owners[encode_sscc96(SSCC, 7)] == {2}
     assert owners["E200"] == set()
+
+
+def test_direction_unknown_listed_apart() -> None:
+    result = reconcile(
+        manifest(GTIN_LINE),
+        [moved("e1", sgtin(1)), moved("e2", sgtin(2), sgtin(3, GTIN_B), direction="unknown")],
+        [],
+        closed=True,
+    )
+
+    assert [t.epc for t in result.direction_unknown] == [sgtin(2)]
+    assert result.direction_unknown[0].event_id == "e2"
+    assert result.lines[0].received == 1
+    assert result.unexpected == []
+    assert result.event_ids == ["e1"]
+    assert result.status is ManifestStatus.SHORT
+
+
+def test_direction_unknown_skips_received_tag() -> None:
+    result = reconcile(
+        manifest(GTIN_LINE),
+        [moved("e1", sgtin(1)), moved("e2", sgtin(1), direction="unknown")],
+        [],
+        closed=False,
+    )
+
+    assert result.direction_unknown == []
+
+
+def test_direction_unknown_only_at_manifest_portals() -> None:
+    result = reconcile(
+        manifest(GTIN_LINE),
+        [moved("e1", sgtin(1), direction="unknown", portal="door-9")],
+        [],
+        closed=False,
+    )
+
+    assert result.direction_unknown == []
+    assert result.status is ManifestStatus.PENDING

@@ -133,3 +133,13 @@ async def test_other_direction_ignored(
     result = await reconcile_at(database, BEFORE_END)
 
     assert result["status"] == "pending"
+
+
+async def test_direction_unknown_reported(database: Database, site: Site, site_id: str) -> None:
+    await create(database, site)
+    await store(database, movement(site_id, "door-3", 1, epcs=[sgtin(1)], direction="unknown"))
+
+    result = await reconcile_at(database, BEFORE_END)
+
+    assert [tag["epc"] for tag in result["direction_unknown"]] == [sgtin(1)]
+    assert result["status"] == "pending"
