@@ -58,10 +58,10 @@ class ReaderSettings(BaseSettings):
         description="Keepalive periods without any message before the reader is lost.",
     )
     backoff_initial_s: float = Field(
-        default=1.0, gt=0.0, le=600.0, description="First wait before reconnecting."
+        default=1.0, gt=0.0, le=600.0, description="Wait before the first reconnect; it doubles up to the maximum."
     )
     backoff_max_s: float = Field(
-        default=30.0, gt=0.0, le=3600.0, description="Longest wait between reconnects."
+        default=30.0, gt=0.0, le=3600.0, description="Maximum wait between reconnects."
     )
     max_clock_skew_ms: float = Field(
         default=2000.0,

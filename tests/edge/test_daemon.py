@@ -133,6 +133,14 @@ async def wait_for(condition, timeout_s: float = 10.0) -> bool:  # type: ignore[
     return bool(condition())
 
 
+def reader_state(daemon: EdgeDaemon) -> str | None:
+    return daemon.reader.health.state if daemon.reader is not None else None
+
+
+def pending(daemon: EdgeDaemon) -> int | None:
+    return daemon.outbox.status()["pending"] if daemon.outbox is not None else None
+
+
 async def pass_tag(sim: ReaderSimulator, epc: str) -> None:
     sim.inject(crossing(epc, sim.reader_time_us()))
 
@@ -148,7 +156,7 @@ async def test_daemon_publishes_crossing(
     assert payload["direction"] == "in"
     assert payload["tags"][0]["epc"] == carton(1)
     assert payload["tags"][0]["antennas"] == [INSIDE, OUTSIDE]
-    assert await wait_for(lambda: daemon.outbox is not None and daemon.outbox.status()["pending"] == 0)
+    assert await wait_for(lambda: pending(daemon) == 0)
 
 
 @pytest.mark.parametrize("fault", ["drop", "silence", "malformed"])
@@ -168,12 +176,12 @@ async def test_daemon_survives_reader_fault(
         simulator.drop_connections()
     elif fault == "silence":
         simulator.go_silent()
-        assert await wait_for(lambda: daemon.reader is not None and daemon.reader.health.state == "lost")
+        assert await wait_for(lambda: reader_state(daemon) == "lost")
         simulator.resume()
     else:
         simulator.send_malformed()
     await asyncio.wait_for(simulator.wait_for_connections(2), 15)
-    assert await wait_for(lambda: daemon.reader is not None and daemon.reader.health.state == "connected")
+    assert await wait_for(lambda: reader_state(daemon) == "connected")
 
     await pass_tag(simulator, carton(11))
     assert await hub.wait_unique(2) == 2
@@ -233,7 +241,7 @@ async def test_daemon_status_names_reader(
     from bwms.contract import Kind, topic, validate
 
     await simulator.wait_for_connections(1)
-    assert await wait_for(lambda: daemon.reader is not None and daemon.reader.health.state == "connected")
+    assert await wait_for(lambda: reader_state(daemon) == "connected")
     await asyncio.sleep(0.3)
     status = await asyncio.to_thread(read_retained, shared_broker, topic(site_id, PORTAL, Kind.STATUS))
 
