@@ -10,7 +10,7 @@ import typer
 
 from drivers.cli import sim_app
 from edge.cli import edge_app
-from hub.cli import hub_app, manifest_app
+from hub.cli import audit_app, hub_app, manifest_app, user_app
 
 app = typer.Typer(
     help="Bonded-warehouse edge gateway and hub.",
@@ -24,6 +24,8 @@ app.add_typer(sim_app, name="sim")
 app.add_typer(edge_app, name="edge")
 app.add_typer(hub_app, name="hub")
 app.add_typer(manifest_app, name="manifest")
+app.add_typer(user_app, name="user")
+app.add_typer(audit_app, name="audit")
 
 
 @app.callback()
@@ -86,3 +88,53 @@ def demo(
     raise typer.Exit(
         run_demo(once=once, mqtt_url=mqtt_url, data_dir=data_dir, port=port, broker=broker)
     )
+
+
+@app.command("chaos")
+def chaos(
+    scenario: str = typer.Argument(
+        "all",
+        help="Scenario: broker-restart, hub-away, edge-kill, hub-kill, reader-faults, "
+        "outbox-quota, or all.",
+    ),
+    size: str = typer.Option(
+        "ci", help="ci: the short form the tests run; long: more portals and rounds."
+    ),
+    waves: int | None = typer.Option(
+        None, min=1, help="Rounds of crossings, instead of the size's."
+    ),
+    portals: int | None = typer.Option(
+        None, min=1, max=16, help="Dock doors of the test site, instead of the size's."
+    ),
+    seed: int | None = typer.Option(
+        None, help="Seed of the fault timing, to repeat a run; random when unset."
+    ),
+) -> None:
+    """Stream tag crossings through reader, edge, broker and hub while breaking parts.
+
+    Prints one row per scenario variant: tags expected, stored, lost, duplicated.
+    Exits with status 1 on any loss or duplicate, or a part that stopped running,
+    and 2 when a scenario cannot run (no mosquitto binary, say).
+    """
+    import sys
+
+    from pydantic import ValidationError
+    from rich.console import Console
+
+    from bwms.chaos import ChaosError, run_chaos, scenario_names, settings_for
+
+    if size not in ("ci", "long"):
+        raise typer.BadParameter("must be ci or long", param_hint="--size")
+    overrides = {"waves": waves, "portals": portals, "seed": seed}
+    try:
+        names = scenario_names(scenario)
+        settings = settings_for(
+            size,  # type: ignore[arg-type]
+            **{name: value for name, value in overrides.items() if value is not None},
+        )
+    except (ChaosError, ValidationError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    # A table wider than a pipe's default 80 columns stays readable in CI logs.
+    console = Console(width=None if sys.stdout.isatty() else 130)
+    raise typer.Exit(run_chaos(names, settings, console))

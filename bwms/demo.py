@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import sys
 import tempfile
 import time
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 SITE_FILE = "sites/demo.toml"
 MANIFEST_ID = "IN-DEMO-0001"
+ADMIN_USERNAME = "demo-admin"
 SETTLE_TIMEOUT_S = 60.0
 # The simulator replays the scenario this many times faster than real time.
 REPLAY_SPEED = 2.0
@@ -165,6 +167,8 @@ async def running_demo(
             mqtt_password=SecretStr(users[hub_user]) if login else None,
             mqtt_client_id=f"bwms-hub-{site.site.id}-demo-{uuid.uuid4().hex[:8]}",
             api_port=port,
+            # Two-factor sign-in is off so that the printed password is enough.
+            auth_totp_roles=[],
         )
     )
     simulator = ReaderSimulator(scenario.reads(), speed=REPLAY_SPEED, impinj=True)
@@ -179,7 +183,13 @@ async def running_demo(
             ) from exc
         await hub.wait_ready()
         console.print(f"Hub: API on {hub.url}/docs")
+        password = await _create_admin(hub)
+        console.print(
+            f"Sign in as {ADMIN_USERNAME} with password {password} "
+            "(role admin; two-factor sign-in is OFF in this demo)"
+        )
         async with httpx.AsyncClient(base_url=hub.url + "/api/v1", timeout=10) as api:
+            api.headers.update(await _sign_in(api, password))
             await _create_manifest(api)
             await simulator.start()
             daemon = EdgeDaemon(
@@ -217,6 +227,40 @@ async def running_demo(
         await hub.stop()
         if local is not None:
             await local.stop()
+
+
+async def _create_admin(hub: Any) -> str:
+    """Create the demo's admin, as `bwms user add --role admin` would; return its password."""
+    from hub.auth.accounts import add_user, operator
+    from hub.auth.service import UserExists
+
+    password = secrets.token_urlsafe(12)
+    state = hub.app.state
+    try:
+        await add_user(
+            state.db,
+            state.auth.audit_key,
+            operator("bwms-demo"),
+            ADMIN_USERNAME,
+            password,
+            "admin",
+        )
+    except UserExists as exc:
+        raise DemoError(
+            f"user {ADMIN_USERNAME} exists already in this data folder; "
+            "run the demo with a new --data-dir"
+        ) from exc
+    return password
+
+
+async def _sign_in(api: httpx.AsyncClient, password: str) -> dict[str, str]:
+    response = await api.post(
+        "/auth/token",
+        data={"username": ADMIN_USERNAME, "password": password, "grant_type": "password"},
+    )
+    if response.status_code != 200:
+        raise DemoError(f"signing in failed: {response.status_code} {response.text}")
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}
 
 
 async def _create_manifest(api: httpx.AsyncClient) -> None:

@@ -9,17 +9,21 @@ stopped from code, for the demo and for tests.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import socket
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 
 import uvicorn
 from fastapi import FastAPI
 
 from bwms import __version__
 from bwms.site import load_site
-from hub.api import deadletters, health, manifests, movements
+from hub.api import audit, auth, deadletters, health, manifests, movements, users
+from hub.auth.deps import AuthContext
+from hub.auth.keys import KeyFileError, load_key
 from hub.ingest import MovementConsumer
 from hub.settings import HubSettings
 from hub.storage.db import Database
@@ -33,14 +37,50 @@ class HubError(Exception):
     """The hub could not start or stopped unexpectedly."""
 
 
-def create_app(settings: HubSettings, *, start_consumer: bool = True) -> FastAPI:
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def auth_context(
+    settings: HubSettings, clock: Callable[[], datetime] | None = None
+) -> AuthContext:
+    """Load the token and audit keys and build the app's sign-in context.
+
+    Raises HubError when a key file cannot be read or created.
+    """
+    try:
+        jwt_key = load_key(settings.auth_jwt_key, settings.resolved_jwt_key_file())
+        audit_key = load_key(settings.audit_key, settings.resolved_audit_key_file())
+    except KeyFileError as exc:
+        raise HubError(str(exc)) from exc
+    return AuthContext(
+        settings=settings,
+        jwt_key=jwt_key,
+        audit_key=audit_key,
+        clock=clock or _utc_now,
+        trusted_proxies=tuple(
+            ipaddress.ip_network(item, strict=False)
+            for item in settings.auth_trusted_proxies
+        ),
+    )
+
+
+def create_app(
+    settings: HubSettings,
+    *,
+    start_consumer: bool = True,
+    clock: Callable[[], datetime] | None = None,
+) -> FastAPI:
     """Build the hub's ASGI app for one site.
 
-    The site file is loaded here, so a bad one raises SiteError before anything
-    listens. The database is migrated and the consumer started by the app's
-    lifespan, so they run under any ASGI server that runs lifespan events.
+    The site file and the signing keys are loaded here, so a bad one raises
+    SiteError or HubError before anything listens. The database is migrated and
+    the consumer started by the app's lifespan, so they run under any ASGI server
+    that runs lifespan events. `clock` replaces the current UTC time in sign-in
+    and audit records, for tests.
     """
     site = load_site(settings.site_file)
+    auth_state = auth_context(settings, clock)
     database = Database(settings.resolved_database_url())
 
     @asynccontextmanager
@@ -72,11 +112,15 @@ def create_app(settings: HubSettings, *, start_consumer: bool = True) -> FastAPI
     app.state.site = site
     app.state.db = database
     app.state.consumer = None
+    app.state.auth = auth_state
     for router in (
+        auth.router,
+        users.router,
         movements.router,
         deadletters.router,
         health.router,
         manifests.router,
+        audit.router,
     ):
         app.include_router(router, prefix=API_PREFIX)
     return app

@@ -7,6 +7,7 @@ and the API on 127.0.0.1.
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 MQTT_SCHEMES = ("mqtt", "mqtts")
+ROLES = ("admin", "keeper", "customs", "finance", "guard", "viewer")
 
 
 class HubSettings(BaseSettings):
@@ -115,6 +117,103 @@ class HubSettings(BaseSettings):
         description="TCP port of the HTTP API; 0 picks a free one.",
     )
 
+    auth_jwt_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description=(
+            "Key that signs access tokens (HS256), at least 32 characters. When unset, "
+            "the key is read from auth_jwt_key_file."
+        ),
+    )
+    auth_jwt_key_file: Path | None = Field(
+        default=None,
+        description=(
+            "File holding the access-token signing key; created with a random key and "
+            "mode 0600 when missing. Default: {data_dir}/jwt-signing.key."
+        ),
+    )
+    auth_access_token_ttl_s: int = Field(
+        default=900,
+        ge=30,
+        le=86_400,
+        description="Lifetime of an access token, seconds.",
+    )
+    auth_refresh_token_ttl_s: int = Field(
+        default=14 * 86_400,
+        ge=300,
+        le=90 * 86_400,
+        description="Lifetime of a refresh token, seconds; each use replaces it.",
+    )
+    auth_max_failed_logins: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Failed sign-ins in a row that lock an account.",
+    )
+    auth_lockout_s: int = Field(
+        default=900,
+        ge=1,
+        le=86_400,
+        description="How long a locked account stays locked, seconds.",
+    )
+    auth_totp_roles: list[str] = Field(
+        default_factory=lambda: ["admin", "customs"],
+        description=(
+            "Roles that must sign in with a TOTP code as well as the password. "
+            "An empty list turns two-factor sign-in off."
+        ),
+    )
+    auth_cookie_secure: bool = Field(
+        default=True,
+        description=(
+            "Mark the browser session cookies Secure, so browsers send them over "
+            "HTTPS only (and to http://localhost)."
+        ),
+    )
+    auth_trusted_proxies: list[str] = Field(
+        default_factory=list,
+        description=(
+            "Addresses or networks (CIDR) of reverse proxies whose X-Forwarded-For "
+            "header gives the client address; from any other peer it is ignored."
+        ),
+    )
+    audit_key: SecretStr | None = Field(
+        default=None,
+        min_length=32,
+        description=(
+            "HMAC-SHA256 key that signs the head of the audit chain, at least 32 "
+            "characters. When unset, the key is read from audit_key_file."
+        ),
+    )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description=(
+            "File holding the audit chain key; created with a random key and mode "
+            "0600 when missing. Keep it off the database server. "
+            "Default: {data_dir}/audit-hmac.key."
+        ),
+    )
+
+    @field_validator("auth_totp_roles")
+    @classmethod
+    def _known_roles(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - set(ROLES))
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}: expected some of {list(ROLES)}")
+        return value
+
+    @field_validator("auth_trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError as exc:
+                raise ValueError(
+                    f"invalid trusted proxy {item!r}: expected an address or CIDR"
+                ) from exc
+        return value
+
     @field_validator("mqtt_url")
     @classmethod
     def _broker_url(cls, value: str) -> str:
@@ -136,3 +235,11 @@ class HubSettings(BaseSettings):
     def client_id_for(self, site_id: str) -> str:
         """Return the fixed MQTT client id of this hub for one site."""
         return self.mqtt_client_id or f"bwms-hub-{site_id}"
+
+    def resolved_jwt_key_file(self) -> Path:
+        """Return the file of the access-token signing key."""
+        return self.auth_jwt_key_file or self.data_dir / "jwt-signing.key"
+
+    def resolved_audit_key_file(self) -> Path:
+        """Return the file of the audit chain key."""
+        return self.audit_key_file or self.data_dir / "audit-hmac.key"

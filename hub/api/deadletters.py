@@ -7,12 +7,17 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from hub.api import SessionDep
+from hub.auth.deps import require
 from hub.movements import MAX_PAGE, DeadLetterOut, list_dead_letters
 
 router = APIRouter(tags=["dead letters"])
 
 
-@router.get("/dead-letters", response_model=list[DeadLetterOut])
+@router.get(
+    "/dead-letters",
+    response_model=list[DeadLetterOut],
+    dependencies=[require("deadletter:read")],
+)
 async def read_dead_letters(
     session: SessionDep,
     limit: Annotated[

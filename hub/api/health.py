@@ -9,6 +9,7 @@ from fastapi import APIRouter, Response
 from pydantic import BaseModel, Field
 
 from hub.api import ConsumerDep, DatabaseDep, SiteDep
+from hub.auth.deps import public, require
 
 router = APIRouter(tags=["health"])
 
@@ -65,7 +66,7 @@ class PortalView(BaseModel):
     )
 
 
-@router.get("/health", response_model=Health)
+@router.get("/health", response_model=Health, dependencies=[public()])
 async def read_health(
     response: Response, database: DatabaseDep, site: SiteDep, consumer: ConsumerDep
 ) -> Health:
@@ -105,7 +106,11 @@ async def read_health(
     )
 
 
-@router.get("/portals", response_model=list[PortalView])
+@router.get(
+    "/portals",
+    response_model=list[PortalView],
+    dependencies=[require("site:read")],
+)
 async def read_portals(site: SiteDep, consumer: ConsumerDep) -> list[PortalView]:
     """List the site file's portals with each one's last reported status."""
     statuses = consumer.statuses if consumer is not None else {}
@@ -126,7 +131,7 @@ async def read_portals(site: SiteDep, consumer: ConsumerDep) -> list[PortalView]
     return views
 
 
-@router.get("/site")
+@router.get("/site", dependencies=[require("site:read")])
 async def read_site(site: SiteDep) -> dict[str, Any]:
     """Return the site file the hub loaded, as JSON."""
     return site.model_dump(mode="json")

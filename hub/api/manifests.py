@@ -13,6 +13,7 @@ from fastapi import APIRouter, Body, HTTPException, Query, Request
 from pydantic import BaseModel, ValidationError
 
 from hub.api import SessionDep, SiteDep
+from hub.auth.deps import Principal, require, trail_for
 from hub.manifests.matching import Direction, ManifestStatus
 from hub.manifests.schemas import (
     DEFAULT_HS_CODE_DIGITS,
@@ -88,22 +89,35 @@ async def post_manifest(
     request: Request,
     session: SessionDep,
     site: SiteDep,
+    principal: Annotated[Principal, require("manifest:write")],
     payload: Annotated[Any, Body()],
 ) -> ManifestOut:
     """Store a manifest. A 422 response lists every issue with its line number."""
     try:
-        manifest = await create_manifest(session, payload, site, _hs_code_digits(request))
+        manifest = await create_manifest(
+            session, payload, site, _hs_code_digits(request)
+        )
     except ManifestInvalid as exc:
         raise HTTPException(
             status_code=422, detail=[issue.as_dict() for issue in exc.issues]
         ) from exc
     except ManifestExists as exc:
         raise HTTPException(status_code=409, detail=str(exc)) from exc
+    await trail_for(request, principal).record(
+        session,
+        "manifest.create",
+        f"manifest:{manifest.manifest_id}",
+        after=manifest.model_dump(mode="json"),
+    )
     await session.commit()
     return manifest
 
 
-@router.get("/manifests", response_model=list[ManifestSummary])
+@router.get(
+    "/manifests",
+    response_model=list[ManifestSummary],
+    dependencies=[require("manifest:read")],
+)
 async def get_manifests(
     session: SessionDep,
     status: Annotated[
@@ -130,7 +144,11 @@ async def get_manifests(
     return manifests
 
 
-@router.get("/manifests/{manifest_id}", response_model=ManifestOut)
+@router.get(
+    "/manifests/{manifest_id}",
+    response_model=ManifestOut,
+    dependencies=[require("manifest:read")],
+)
 async def get_one_manifest(session: SessionDep, manifest_id: str) -> ManifestOut:
     """Return one manifest with its lines."""
     try:
@@ -139,7 +157,10 @@ async def get_one_manifest(session: SessionDep, manifest_id: str) -> ManifestOut
         raise _not_found(exc) from exc
 
 
-@router.get("/manifests/{manifest_id}/reconciliation")
+@router.get(
+    "/manifests/{manifest_id}/reconciliation",
+    dependencies=[require("manifest:read")],
+)
 async def get_reconciliation(session: SessionDep, manifest_id: str) -> dict[str, Any]:
     """Return expected, received and manually confirmed units per line."""
     try:
@@ -152,19 +173,42 @@ async def get_reconciliation(session: SessionDep, manifest_id: str) -> dict[str,
 
 @router.post("/manifests/{manifest_id}/close")
 async def post_close(
+    request: Request,
     session: SessionDep,
+    principal: Annotated[Principal, require("manifest:close")],
     manifest_id: str,
     payload: Annotated[Any, Body()] = None,
 ) -> dict[str, Any]:
-    """Close a manifest and return its final reconciliation."""
-    by = _closed_by(payload)
+    """Close a manifest and return its final reconciliation.
+
+    `by` defaults to the signed-in user; the audit record names the user either way.
+    """
+    by = _closed_by(payload) or principal.name
     try:
+        before = _close_state(await get_manifest(session, manifest_id))
         await close_manifest(session, manifest_id, by=by)
+        after = _close_state(await get_manifest(session, manifest_id))
         result = await reconciliation(session, manifest_id)
     except ManifestNotFound as exc:
         raise _not_found(exc) from exc
+    if before["closed_at"] is None:
+        await trail_for(request, principal).record(
+            session,
+            "manifest.close",
+            f"manifest:{manifest_id}",
+            before=before,
+            after=after,
+        )
     await session.commit()
     return result
+
+
+def _close_state(manifest: ManifestOut) -> dict[str, Any]:
+    return {
+        "status": manifest.status,
+        "closed_at": manifest.closed_at.isoformat() if manifest.closed_at else None,
+        "closed_by": manifest.closed_by,
+    }
 
 
 def _closed_by(payload: Any) -> str | None:
@@ -177,7 +221,9 @@ def _closed_by(payload: Any) -> str | None:
             return (by or "").strip() or None
     raise HTTPException(
         status_code=422,
-        detail=[{"line_no": None, "field": "by", "msg": 'body must be {"by": "<name>"}'}],
+        detail=[
+            {"line_no": None, "field": "by", "msg": 'body must be {"by": "<name>"}'}
+        ],
     )
 
 
@@ -187,7 +233,9 @@ def _closed_by(payload: Any) -> str | None:
     openapi_extra=_body_doc(ConfirmIn),
 )
 async def post_confirm(
+    request: Request,
     session: SessionDep,
+    principal: Annotated[Principal, require("manifest:confirm")],
     manifest_id: str,
     line_no: int,
     payload: Annotated[Any, Body()],
@@ -198,7 +246,9 @@ async def post_confirm(
     except ValidationError as exc:
         raise HTTPException(
             status_code=422,
-            detail=[issue.as_dict() for issue in validation_issues(exc, line_no=line_no)],
+            detail=[
+                issue.as_dict() for issue in validation_issues(exc, line_no=line_no)
+            ],
         ) from exc
     try:
         record = await confirm_units(session, manifest_id, line_no, data)
@@ -209,5 +259,11 @@ async def post_confirm(
             status_code=422,
             detail=[{"line_no": line_no, "field": "epcs", "msg": str(exc)}],
         ) from exc
+    await trail_for(request, principal).record(
+        session,
+        "manifest.confirm",
+        f"manifest:{manifest_id}/line:{line_no}",
+        after=record,
+    )
     await session.commit()
     return record

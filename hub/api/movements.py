@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, HTTPException, Query
 
 from hub.api import SessionDep
+from hub.auth.deps import require
 from hub.movements import (
     MAX_PAGE,
     Direction,
@@ -22,7 +23,11 @@ from hub.movements import (
 router = APIRouter(tags=["movements"])
 
 
-@router.get("/movements", response_model=MovementPage)
+@router.get(
+    "/movements",
+    response_model=MovementPage,
+    dependencies=[require("movement:read")],
+)
 async def search_movements(
     session: SessionDep,
     portal: Annotated[str | None, Query(description="Portal id.")] = None,
@@ -67,7 +72,11 @@ async def search_movements(
         raise HTTPException(status_code=422, detail=str(exc)) from exc
 
 
-@router.get("/movements/{event_id}", response_model=MovementOut)
+@router.get(
+    "/movements/{event_id}",
+    response_model=MovementOut,
+    dependencies=[require("movement:read")],
+)
 async def read_movement(event_id: str, session: SessionDep) -> MovementOut:
     """Return one movement by the event_id the edge gave it."""
     movement = await get_movement(session, event_id)

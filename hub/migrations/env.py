@@ -26,6 +26,8 @@ if importlib.util.find_spec("hub.manifests") and importlib.util.find_spec(
     "hub.manifests.models"
 ):
     importlib.import_module("hub.manifests.models")
+import hub.audit.models  # noqa: E402,F401  (users, tokens, API keys, audit trail)
+import hub.auth.models  # noqa: E402,F401
 
 config = context.config
 target_metadata = Base.metadata

@@ -73,6 +73,8 @@ def test_demo_command_once(tmp_path: Path) -> None:
     output = completed.stdout
     assert completed.returncode == 0, completed.stderr[-3000:]
     assert "password login only" in output
+    assert "Sign in as demo-admin with password " in output
+    assert "two-factor sign-in is OFF" in output
     assert ": discrepant" in output
     assert "Missing: line 2, 1 CT of GTIN" in output
     assert "urn:epc:id:sgtin:6901234.000042.3001" in output

@@ -183,3 +183,53 @@ def purge_session(broker_url: str, client_id: str) -> None:
         client.disconnect()
     except OSError:
         pass
+
+
+# --- signing in -----------------------------------------------------------------
+
+PASSWORD = "correct horse battery staple"
+
+
+async def add_user(
+    app: Any, username: str, role: str, password: str = PASSWORD, *, totp: bool = False
+) -> str | None:
+    """Store a user through the service; return the TOTP secret when enrolled."""
+    from datetime import UTC, datetime
+
+    from hub.audit.chain import Actor, AuditTrail
+    from hub.auth import service
+    from hub.auth import totp as totp_codes
+
+    trail = AuditTrail(
+        key=app.state.auth.audit_key,
+        actor=Actor(name="test-setup", role=None, client_ip=None),
+        now=app.state.auth.clock() if app.state.auth.clock else datetime.now(UTC),
+    )
+    async with app.state.db.transaction() as session:
+        user = await service.create_user(session, trail, username, password, role)
+        if not totp:
+            return None
+        user.totp_secret = totp_codes.new_secret()
+        user.totp_enabled = True
+        return user.totp_secret
+
+
+async def sign_in(
+    app: Any, client: Any, role: str = "admin", username: str | None = None
+) -> dict[str, str]:
+    """Create a user of `role`, sign in by the password flow and return its headers.
+
+    Roles that need a TOTP code by the app's settings are enrolled and send one.
+    """
+    from hub.auth import totp as totp_codes
+
+    name = username or f"{role}-user"
+    needs_totp = role in app.state.auth.settings.auth_totp_roles
+    secret = await add_user(app, name, role, totp=needs_totp)
+    form = {"username": name, "password": PASSWORD, "grant_type": "password"}
+    if secret is not None:
+        form["totp"] = totp_codes.code_at(secret, app.state.auth.clock())
+    response = await client.post("/api/v1/auth/token", data=form)
+    if response.status_code != 200:
+        raise AssertionError(f"sign-in failed: {response.status_code} {response.text}")
+    return {"Authorization": f"Bearer {response.json()['access_token']}"}

@@ -14,7 +14,7 @@ from bwms.contract import Kind, topic
 from bwms.site import SiteError
 from hub.app import HubError, HubRuntime, create_app
 from hub.settings import HubSettings
-from tests.hub.support import Publisher, movement, wait_until
+from tests.hub.support import Publisher, movement, sign_in, wait_until
 
 
 async def test_runtime_stores_and_serves(
@@ -41,6 +41,7 @@ async def test_runtime_stores_and_serves(
         await wait_until(lambda: "gate-1" in runtime.consumer.statuses)
 
         async with httpx.AsyncClient(base_url=runtime.url) as client:
+            client.headers.update(await sign_in(runtime.app, client, "viewer"))
             health = await client.get("/api/v1/health")
             stored = await client.get(f"/api/v1/movements/{payload['event_id']}")
             portals = await client.get("/api/v1/portals")

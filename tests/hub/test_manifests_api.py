@@ -12,7 +12,15 @@ import pytest
 from hub.app import HubRuntime
 from hub.movements import prepare_movement, store_movements
 from hub.settings import HubSettings
-from tests.hub.support import GTIN, OTHER_GTIN, SSCC, movement, sgtin, sscc_epc
+from tests.hub.support import (
+    GTIN,
+    OTHER_GTIN,
+    SSCC,
+    movement,
+    sgtin,
+    sign_in,
+    sscc_epc,
+)
 
 # Movements from tests.hub.support start at 2025-03-01T08:00:00Z plus seq * 10 s.
 WINDOW_START = "2025-03-01T07:00:00Z"
@@ -34,6 +42,7 @@ async def hub(make_settings: Callable[..., HubSettings]) -> AsyncIterator[HubRun
 @pytest.fixture
 async def client(hub: HubRuntime) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=hub.url, trust_env=False) as http:
+        http.headers.update(await sign_in(hub.app, http, "keeper"))
         yield http
 
 

@@ -13,6 +13,7 @@ from hub.app import create_app
 from hub.movements import prepare_movement, store_movements
 from hub.settings import HubSettings
 from hub.storage.db import Database
+from tests.hub.support import sign_in
 
 StoreMovements = Callable[[list[dict[str, Any]]], Any]
 
@@ -28,6 +29,7 @@ async def app_and_client(
         async with httpx.AsyncClient(
             transport=transport, base_url="http://hub"
         ) as client:
+            client.headers.update(await sign_in(app, client, "admin"))
             yield app, client
 
 
