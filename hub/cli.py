@@ -94,12 +94,21 @@ def manifest_import(
         "utf-8-sig",
         help="Text encoding of the file, e.g. gb18030; the default also skips a UTF-8 BOM.",
     ),
+    data_dir: Path | None = typer.Option(
+        None,
+        help=(
+            "Folder of the default SQLite database and of the audit key file "
+            "(env BWMS_HUB_DATA_DIR)."
+        ),
+    ),
 ) -> None:
     """Import every manifest of a CSV file, or none of them if any row is invalid.
 
     Exit status 0: all imported. 2: the file has issues, each printed with its CSV
     line number. 1: the site file, the CSV file or the database cannot be used.
     """
+    from hub.auth.accounts import operator
+    from hub.auth.keys import KeyFileError, load_key
     from hub.manifests.importer import run_import
     from hub.manifests.schemas import DEFAULT_HS_CODE_DIGITS
     from hub.settings import HubSettings
@@ -109,6 +118,8 @@ def manifest_import(
         overrides["database_url"] = database_url
     if config is not None:
         overrides["site_file"] = config
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
     try:
         settings = HubSettings(**overrides)
     except ValidationError as exc:
@@ -117,6 +128,11 @@ def manifest_import(
 
     # NOTE: falls back to the default until HubSettings carries `hs_code_digits`.
     hs_code_digits = int(getattr(settings, "hs_code_digits", DEFAULT_HS_CODE_DIGITS))
+    try:
+        audit_key = load_key(settings.audit_key, settings.resolved_audit_key_file())
+    except KeyFileError as exc:
+        typer.echo(f"cannot load the audit key: {exc}", err=True)
+        raise typer.Exit(1) from exc
     raise typer.Exit(
         run_import(
             file,
@@ -124,6 +140,7 @@ def manifest_import(
             site_file=settings.site_file,
             hs_code_digits=hs_code_digits,
             encoding=encoding,
+            audit=(audit_key, operator()),
         )
     )
 

@@ -19,6 +19,7 @@ import logging
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from bwms.site import Site, SiteError, load_site
+from hub.audit.chain import Actor, AuditTrail
 from hub.manifests.schemas import DEFAULT_HS_CODE_DIGITS, ManifestIn
 from hub.manifests.service import ManifestExists, existing_manifest_ids, store_manifests
 from hub.manifests.validation import ManifestInvalid, parse_manifest
@@ -303,12 +305,18 @@ def read_manifests(
 
 
 async def store_parsed(
-    parsed: ParsedFile, database: Database, *, on_progress: ProgressCallback | None = None
+    parsed: ParsedFile,
+    database: Database,
+    *,
+    on_progress: ProgressCallback | None = None,
+    audit: tuple[bytes, Actor] | None = None,
 ) -> None:
     """Store the manifests of a validated file in one transaction.
 
-    Raises ImportFailed, and stores nothing, when a manifest id is already stored.
-    StorageError passes through.
+    With `audit` (the audit chain key and who imports), each manifest gets a
+    manifest.create audit record in the same transaction. Raises ImportFailed,
+    and stores nothing, when a manifest id is already stored. StorageError passes
+    through.
     """
     ids = [manifest.manifest_id for manifest in parsed.manifests]
     async with database.transaction() as session:
@@ -329,9 +337,25 @@ async def store_parsed(
         except ManifestExists as exc:
             csv_line = parsed.first_csv_line.get(exc.manifest_id, 2)
             raise ImportFailed([f"CSV line {csv_line}: {exc}"]) from exc
+        if audit is not None:
+            await _audit_created(session, parsed, audit)
         if on_progress is not None:
             on_progress("storing", len(ids), len(ids))
     logger.info("manifest import: stored %s manifests, %s lines", len(ids), parsed.line_count)
+
+
+async def _audit_created(
+    session: Any, parsed: ParsedFile, audit: tuple[bytes, Actor]
+) -> None:
+    key, actor = audit
+    trail = AuditTrail(key=key, actor=actor, now=datetime.now(UTC))
+    for manifest in parsed.manifests:
+        await trail.record(
+            session,
+            "manifest.create",
+            f"manifest:{manifest.manifest_id}",
+            after={**manifest.model_dump(mode="json"), "source": "csv import"},
+        )
 
 
 async def import_csv(
@@ -369,6 +393,7 @@ def run_import(
     encoding: str = "utf-8-sig",
     console: Console | None = None,
     error_console: Console | None = None,
+    audit: tuple[bytes, Actor] | None = None,
 ) -> int:
     """Import a CSV file for the command line, print the outcome and return the exit status.
 
@@ -405,7 +430,7 @@ def run_import(
         database = Database(database_url)
         try:
             await database.migrate()
-            await store_parsed(parsed, database, on_progress=on_progress)
+            await store_parsed(parsed, database, on_progress=on_progress, audit=audit)
         finally:
             await database.close()
 
