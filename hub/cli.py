@@ -146,7 +146,9 @@ def manifest_import(
 
 
 user_app = typer.Typer(help="Users who sign in to the hub API.", no_args_is_help=True)
-audit_app = typer.Typer(help="The hub's tamper-evident audit trail.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="The hub's tamper-evident audit trail.", no_args_is_help=True
+)
 
 _DATABASE_URL_HELP = (
     "SQLAlchemy URL; default SQLite in --data-dir (env BWMS_HUB_DATABASE_URL)."

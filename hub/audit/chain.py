@@ -4,7 +4,7 @@ Each record's hash is the SHA-256 of a canonical JSON form of its content, its
 sequence number and the previous record's hash, so that editing a record, or
 removing or reordering one in the middle, breaks a link. The newest sequence number
 and hash are kept in `audit_head` with an HMAC-SHA256 signature (RFC 2104) under a
-key that is not in the database: removing the newest records, or rewriting the
+key that is not in the database. Removing the newest records, or rewriting the
 whole chain, then no longer matches the signed head.
 """
 
@@ -32,7 +32,7 @@ VERIFY_BATCH = 1000
 
 @dataclass(frozen=True)
 class Actor:
-    """Who changes state: a user, an API key or a command-line operator."""
+    """The author of a change: a user, an API key or a command-line operator."""
 
     name: str
     role: str | None
@@ -105,7 +105,7 @@ def sign_head(key: bytes, seq: int, record_digest: str) -> str:
 
 @dataclass(frozen=True)
 class AuditTrail:
-    """What a change of state needs to be recorded: the chain key, actor and time."""
+    """The chain key, actor and time with which changes of one request are recorded."""
 
     key: bytes
     actor: Actor

@@ -2,8 +2,8 @@
 
 A request is signed in by `Authorization: Bearer <access token or API key>`, or by
 the browser session cookie. A write made with the cookie must also send the CSRF
-token in the `X-CSRF-Token` header (double-submit): the value is in a cookie that
-page scripts can read, and in the signed access token, so another site can neither
+token in the `X-CSRF-Token` header (double-submit). The value is in a cookie that
+page scripts can read and in the signed access token, so another site can neither
 read it nor plant one that matches.
 """
 
@@ -143,7 +143,10 @@ async def _principal_of_api_key(
 async def authenticate(
     request: Request, session: AsyncSession, bearer: str | None
 ) -> Principal | None:
-    """Return who signed the request, None when nobody did, or raise 401/403."""
+    """Return the principal that signed the request, None for anonymous requests.
+
+    Raises HTTPException 401 for invalid credentials and 403 for a missing CSRF token.
+    """
     auth = get_auth(request)
     ip = client_ip(request, auth.trusted_proxies)
     via_cookie = False

@@ -16,13 +16,13 @@ MIN_KEY_CHARS = 32
 
 
 class KeyFileError(Exception):
-    """A key file cannot be read or created, or holds too short a key."""
+    """A key file that cannot be read or created, or that contains too short a key."""
 
 
 def load_key(value: SecretStr | None, path: Path, *, create: bool = True) -> bytes:
     """Return the key from `value`, else from `path`, creating the file when missing.
 
-    A new file holds 256 random bits as hex and is created with mode 0600 in one
+    A new file contains 256 random bits as hex and is created with mode 0600 in one
     step (O_EXCL), so that no other user can read it in between.
     """
     if value is not None:
@@ -37,8 +37,8 @@ def load_key(value: SecretStr | None, path: Path, *, create: bool = True) -> byt
         raise KeyFileError(f"cannot read key file {path}: {exc}") from exc
     if len(text) < MIN_KEY_CHARS:
         raise KeyFileError(
-            f"key file {path} holds {len(text)} characters; at least "
-            f"{MIN_KEY_CHARS} are needed"
+            f"invalid key file {path}: {len(text)} characters, at least "
+            f"{MIN_KEY_CHARS} needed; delete it to create a new key"
         )
     return text.encode()
 

@@ -25,7 +25,7 @@ class User(Base):
     # Raised on every password, role or status change; access tokens carry it, so
     # older tokens stop working at once.
     token_version: Mapped[int] = mapped_column(Integer(), default=1)
-    # NOTE: stored in clear like the authenticator app stores it; encrypting it with
+    # NOTE: stored in clear, as the authenticator app stores it. Encrypting it with
     # a key kept outside the database would protect it against a database dump.
     totp_secret: Mapped[str | None] = mapped_column(String(64), nullable=True)
     totp_enabled: Mapped[bool] = mapped_column(Boolean(), default=False)
@@ -50,8 +50,8 @@ class RefreshToken(Base):
     user_id: Mapped[int] = mapped_column(
         Id, ForeignKey("users.id", ondelete="CASCADE", name="fk_refresh_tokens_user_id")
     )
-    # Tokens rotated from one sign-in share a family; reuse of a replaced token
-    # revokes the whole family, because someone else holds a copy.
+    # Tokens rotated from one sign-in share a family. Reuse of a replaced token
+    # revokes the whole family, because someone else has a copy.
     family: Mapped[str] = mapped_column(String(32))
     cookie: Mapped[bool] = mapped_column(Boolean(), default=False)
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime())

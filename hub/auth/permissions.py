@@ -73,7 +73,7 @@ PUBLIC_ROUTES: frozenset[tuple[str, str]] = frozenset(
 
 
 def allows(role: Role | str, permission: str) -> bool:
-    """Return whether `role` holds `permission`; unknown roles hold nothing."""
+    """Return whether `role` has `permission`. Unknown roles have none."""
     try:
         return permission in ROLE_PERMISSIONS[Role(role)]
     except ValueError:

@@ -326,7 +326,7 @@ async def sign_in(
 
     A failure counts against the account, and `max_failed_logins` failures in a
     row lock it for `lockout_s`. Failures raise SignInFailed after flushing the
-    count, so the caller commits before it answers. A role that needs TOTP but
+    count, so the caller commits before it responds. A role that needs TOTP but
     has not enrolled signs in with `mfa_pending`, which allows enrolment only.
     """
     now = trail.now
@@ -424,8 +424,8 @@ async def rotate_refresh_token(
 ) -> tuple[User, str, bool]:
     """Revoke a refresh token and return (user, new token, cookie flag).
 
-    A token that was revoked already is a copy someone else kept, so its whole
-    family is revoked and RefreshInvalid raised; the caller commits either way.
+    A token that was revoked already is a copy someone else kept. Its whole
+    family is then revoked and RefreshInvalid raised. The caller commits either way.
     """
     row = await session.scalar(
         select(RefreshToken).where(RefreshToken.token_hash == tokens.digest(token))

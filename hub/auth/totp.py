@@ -32,8 +32,8 @@ def matching_step(
 ) -> int | None:
     """Return the time step `code` belongs to, or None when it is wrong or reused.
 
-    A code whose step is not after `last_step` was used before; RFC 6238 §5.2 asks
-    the verifier to reject it so that an observed code cannot be replayed.
+    A code whose step is not after `last_step` was used before. RFC 6238 §5.2 has
+    the verifier reject it, so that an observed code cannot be replayed.
     """
     totp = pyotp.TOTP(secret)
     code = code.strip()

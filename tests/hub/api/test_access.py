@@ -125,7 +125,7 @@ def roles(*names: str) -> frozenset[str]:
 
 # (route, who may call it, which statuses count as success for them).
 CASES = (
-    # Public: health answers 503 when a part is down, which still passed auth.
+    # Public: health returns 503 when a part is down, which still passed auth.
     Case("GET", "/health", "/health", PUBLIC, ok(200, 503)),
     Case("POST", "/auth/token", "/auth/token", PUBLIC, ok(200), token_form),
     Case("POST", "/auth/session", "/auth/session", PUBLIC, ok(200), token_form),
