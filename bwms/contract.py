@@ -110,6 +110,9 @@ def decode(kind: Kind, raw: bytes) -> dict[str, Any]:
         payload = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"payload is not valid UTF-8 JSON: {exc}") from exc
+    except RecursionError as exc:
+        # Deeply nested arrays or objects exhaust the parser's stack.
+        raise PayloadError("payload is not usable JSON: nested too deeply") from exc
     if not isinstance(payload, dict):
         raise PayloadError(f"payload is a JSON {type(payload).__name__}, not an object")
     validate(kind, payload)

@@ -247,7 +247,7 @@ def decode_payload(kind: Kind, raw: bytes) -> dict[str, Any]:
 
 
 def _payload_error_code(exc: PayloadError) -> str:
-    if isinstance(exc.__cause__, (json.JSONDecodeError, UnicodeDecodeError)):
+    if isinstance(exc.__cause__, (json.JSONDecodeError, UnicodeDecodeError, RecursionError)):
         return "invalid_json"
     return "schema"
 
@@ -638,7 +638,18 @@ class MovementConsumer:
         accepted: list[_Accepted] = []
         rejected: list[_Rejected] = []
         for inbound in batch:
-            outcome = self._classify(inbound)
+            try:
+                outcome = self._classify(inbound)
+            except Exception as exc:
+                # One message that trips a bug must not take its batch with it:
+                # it is dead-lettered alone and the others are stored.
+                logger.exception(
+                    "hub %s: checking a message on %s failed", self.client_id, inbound.topic
+                )
+                detail = f"{type(exc).__name__} while checking the message: {exc}"
+                outcome = _Rejected(
+                    inbound, None, None, Rejection("internal_error", detail[:500])
+                )
             if isinstance(outcome, _Accepted):
                 accepted.append(outcome)
             elif isinstance(outcome, _Rejected):

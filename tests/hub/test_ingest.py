@@ -360,3 +360,19 @@ async def test_database_rejection_isolated(
     assert consumer.counters.rejected == {"storage": 1}
     assert consumer.counters.storage_errors >= 1
     assert publisher.acked(valid["event_id"]) == 1
+
+
+async def test_deeply_nested_json_rejected_alone(
+    consumer: MovementConsumer, publisher: Publisher, database: Database, site_id: str
+) -> None:
+    door = topic(site_id, "door-3", Kind.MOVEMENT)
+    valid = movement(site_id)
+
+    await publisher.publish_raw(door, b"[" * 100_000)
+    await publisher.publish(valid)
+    await consumer.wait_stored([valid["event_id"]], timeout_s=5)
+
+    assert consumer.counters.rejected == {"invalid_json": 1}
+    async with database.session() as session:
+        letters = await list_dead_letters(session)
+    assert letters[0].reason == "invalid_json: payload is not usable JSON: nested too deeply"
