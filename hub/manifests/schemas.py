@@ -35,6 +35,10 @@ Text = Annotated[str, Field(max_length=500)]
 # --- field checks -----------------------------------------------------------------
 
 
+# The largest value of the database's INTEGER column type (32 bits in PostgreSQL).
+MAX_WHOLE_NUMBER = 2_147_483_647
+
+
 def whole_number(name: str, value: Any, minimum: int) -> int:
     # bool is an int subclass in Python, and "2.5" or 2.5 must not become 2.
     if isinstance(value, int) and not isinstance(value, bool):
@@ -49,6 +53,8 @@ def whole_number(name: str, value: Any, minimum: int) -> int:
         raise ValueError(
             f"{name} must be a whole number of at least {minimum}, got {value!r}"
         )
+    if number > MAX_WHOLE_NUMBER:
+        raise ValueError(f"{name} must be at most {MAX_WHOLE_NUMBER}, got {value!r}")
     return number
 
 

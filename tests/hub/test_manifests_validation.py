@@ -168,6 +168,11 @@ def test_hs_code_letters_rejected(site: Site) -> None:
         (2.5, "line 1: quantity must be a whole number of at least 1, got 2.5"),
         ("2.5", "line 1: quantity must be a whole number of at least 1, got '2.5'"),
         (True, "line 1: quantity must be a whole number of at least 1, got True"),
+        (
+            99999999999999999999,
+            "line 1: quantity must be at most 2147483647, got 99999999999999999999",
+        ),
+        ("2147483648", "line 1: quantity must be at most 2147483647, got '2147483648'"),
     ],
 )
 def test_quantity_not_positive_rejected(
