@@ -145,15 +145,34 @@ def load_site(path: Path | str) -> Site:
     """Read and validate a site file, raising SiteError with the file name."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text("utf-8"))
+        raw = path.read_bytes()
     except OSError as exc:
         raise SiteError(f"cannot read site file {path}: {exc.strerror}") from exc
+    try:
+        # utf-8-sig drops the byte-order mark that some Windows editors write.
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise SiteError(
+            f"site file {path} is not UTF-8 text (invalid byte at offset {exc.start}); "
+            "save it as UTF-8"
+        ) from exc
+    try:
+        data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SiteError(f"site file {path} is not valid TOML: {exc}") from exc
     try:
         return Site.model_validate(data)
     except ValidationError as exc:
-        raise SiteError(f"site file {path} is invalid:\n{exc}") from exc
+        problems = "\n".join(f"  {_location(e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise SiteError(f"site file {path} is invalid:\n{problems}") from exc
+
+
+def _location(loc: tuple[int | str, ...]) -> str:
+    """Format a validation error location as a TOML-like path: portals[0].kind."""
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text or "(file)"
 
 
 def configs_dir() -> Path:
