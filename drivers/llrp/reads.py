@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import csv
 import logging
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
+
+# Times up to the year 2100 as epoch seconds; anything larger is a typo.
+MAX_TIME_S = 4_102_444_800.0
 
 _HEX = re.compile(r"^(?:[0-9A-Fa-f]{4})+$")
 
@@ -65,17 +69,24 @@ def read_reads_file(path: Path | str) -> Iterator[ReadRow]:
     with silently skipped rows would produce wrong movements.
     """
     path = Path(path)
-    with path.open(newline="", encoding="utf-8") as handle:
+    with path.open(newline="", encoding="utf-8-sig") as handle:
         reader = csv.DictReader(handle)
-        required = {"time_s", "antenna", "epc", "rssi_dbm"}
-        missing = required - set(reader.fieldnames or [])
-        if missing:
+        try:
+            fieldnames = reader.fieldnames or []
+            required = {"time_s", "antenna", "epc", "rssi_dbm"}
+            missing = required - set(fieldnames)
+            if missing:
+                raise ReadsFileError(
+                    f"{path}: header lacks column(s) {', '.join(sorted(missing))}; "
+                    "expected time_s,antenna,epc,rssi_dbm[,phase_deg] separated by commas"
+                )
+            for row in reader:
+                yield _parse_row(path, reader.line_num, row)
+        except UnicodeDecodeError as exc:
             raise ReadsFileError(
-                f"{path}: header lacks column(s) {', '.join(sorted(missing))}; "
-                "expected time_s,antenna,epc,rssi_dbm[,phase_deg]"
-            )
-        for row in reader:
-            yield _parse_row(path, reader.line_num, row)
+                f"{path}: not UTF-8 text (invalid byte at offset {exc.start}); "
+                "a reads file is a CSV saved as UTF-8"
+            ) from exc
 
 
 def _parse_row(path: Path, line: int, row: dict[str, str | None]) -> ReadRow:
@@ -90,6 +101,10 @@ def _parse_row(path: Path, line: int, row: dict[str, str | None]) -> ReadRow:
         raise ReadsFileError(f"{path} line {line}: {exc}") from exc
     if antenna < 1 or antenna > 65535:
         raise ReadsFileError(f"{path} line {line}: antenna {antenna} is not 1..65535")
-    if time_s < 0:
-        raise ReadsFileError(f"{path} line {line}: time_s {time_s} is negative")
+    if not 0 <= time_s <= MAX_TIME_S:
+        raise ReadsFileError(
+            f"{path} line {line}: time_s {row['time_s']} is outside 0..{MAX_TIME_S:.0f} s"
+        )
+    if not math.isfinite(rssi):
+        raise ReadsFileError(f"{path} line {line}: rssi_dbm {row['rssi_dbm']} is not a number")
     return ReadRow(line, time_s, antenna, epc, rssi, phase)
