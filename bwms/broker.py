@@ -298,8 +298,13 @@ async def _start_mosquitto(
             ]
         )
     )
+    # A session of its own keeps a terminal's Ctrl-C away from the broker, so it
+    # stays up until the clients above it have stopped.
     process = subprocess.Popen(
-        [binary, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [binary, "-c", str(conf)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
     )
     try:
         await _wait_listening("127.0.0.1", port, 10.0)
