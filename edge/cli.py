@@ -105,6 +105,7 @@ def run_command(
 
     from pydantic import ValidationError
 
+    from bwms.config import describe_errors
     from bwms.site import SiteError, load_site
     from edge.daemon import ReaderSettings, run_daemon
     from edge.settings import MqttSettings, OutboxSettings
@@ -119,8 +120,11 @@ def run_command(
         reader = ReaderSettings.model_validate(
             {k: v for k, v in overrides.items() if v is not None}
         )
-    except (SiteError, ValidationError) as exc:
+    except SiteError as exc:
         typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
+    except ValidationError as exc:
+        typer.echo(f"error: {describe_errors(exc)}", err=True)
         raise typer.Exit(2) from exc
 
     async def main() -> None:

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from bwms.config import EnvSettings
 
 from bwms.contract import Kind, encode, topic
 from bwms.site import Portal, Site
@@ -31,7 +33,7 @@ from edge.uplink import Uplink
 logger = logging.getLogger(__name__)
 
 
-class ReaderSettings(BaseSettings):
+class ReaderSettings(EnvSettings):
     """Connection policy towards the portal's LLRP reader."""
 
     model_config = SettingsConfigDict(env_prefix="BWMS_READER_", extra="forbid")

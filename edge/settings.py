@@ -12,13 +12,15 @@ from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from bwms.config import EnvSettings
 
 # IANA-registered ports of MQTT over TCP and over TLS.
 DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 
 
-class MqttSettings(BaseSettings):
+class MqttSettings(EnvSettings):
     """Connection to the site's MQTT broker and the resend policy of movements."""
 
     model_config = SettingsConfigDict(env_prefix="BWMS_MQTT_", extra="forbid")
@@ -157,7 +159,7 @@ class MqttSettings(BaseSettings):
         return parts.port or DEFAULT_PORTS[parts.scheme]
 
 
-class OutboxSettings(BaseSettings):
+class OutboxSettings(EnvSettings):
     """Location and size limit of the outbox of unconfirmed movements."""
 
     model_config = SettingsConfigDict(env_prefix="BWMS_OUTBOX_", extra="forbid")
