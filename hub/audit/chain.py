@@ -147,7 +147,12 @@ async def append(
     """Append one record and move the signed head to it, in the caller's transaction.
 
     The head row is locked (SELECT … FOR UPDATE on PostgreSQL), so two writers
-    append one after the other. SQLite allows one writer at a time anyway.
+    append one after the other.
+
+    NOTE: on SQLite, and for the very first record on PostgreSQL, two writers can
+    read the same head. The second insert then fails on the primary key and its
+    transaction rolls back (the API returns 503), so the chain never forks, but
+    that change must be retried.
     """
     head = await session.scalar(
         select(AuditHead).where(AuditHead.id == HEAD_ID).with_for_update()
