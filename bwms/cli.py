@@ -33,10 +33,15 @@ def main(
     log_level: str = typer.Option("INFO", help="Log level: DEBUG, INFO, WARNING or ERROR."),
 ) -> None:
     """Bonded-warehouse edge gateway and hub."""
-    logging.basicConfig(
-        level=log_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    level = log_level.upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level != "DEBUG":
+        # The product logs a reader's loss and recovery once each; sllurp's own
+        # lines repeat them on every retry. Migrations and the broker library log
+        # their set-up steps at INFO.
+        logging.getLogger("sllurp").setLevel(logging.CRITICAL)
+        for name in ("alembic", "amqtt", "transitions"):
+            logging.getLogger(name).setLevel(logging.WARNING)
 
 
 @epc_app.command(

@@ -10,6 +10,8 @@ from typing import Any
 import typer
 from pydantic import ValidationError
 
+from bwms.config import describe_errors
+
 hub_app = typer.Typer(help="Hub service: ingest, manifests, API.", no_args_is_help=True)
 manifest_app = typer.Typer(
     help="Expected manifests of receipts and shipments.", no_args_is_help=True
@@ -64,7 +66,7 @@ def run(
     try:
         settings = HubSettings(**overrides)
     except ValidationError as exc:
-        typer.echo(f"invalid hub settings:\n{exc}", err=True)
+        typer.echo(f"invalid hub settings:\n{describe_errors(exc)}", err=True)
         raise typer.Exit(2) from exc
 
     try:
@@ -110,7 +112,6 @@ def manifest_import(
     from hub.auth.accounts import operator
     from hub.auth.keys import KeyFileError, load_key
     from hub.manifests.importer import run_import
-    from hub.manifests.schemas import DEFAULT_HS_CODE_DIGITS
     from hub.settings import HubSettings
 
     overrides: dict[str, Any] = {}
@@ -123,11 +124,10 @@ def manifest_import(
     try:
         settings = HubSettings(**overrides)
     except ValidationError as exc:
-        typer.echo(f"invalid hub settings:\n{exc}", err=True)
+        typer.echo(f"invalid hub settings:\n{describe_errors(exc)}", err=True)
         raise typer.Exit(1) from exc
 
-    # NOTE: falls back to the default until HubSettings carries `hs_code_digits`.
-    hs_code_digits = int(getattr(settings, "hs_code_digits", DEFAULT_HS_CODE_DIGITS))
+    hs_code_digits = settings.hs_code_digits
     try:
         audit_key = load_key(settings.audit_key, settings.resolved_audit_key_file())
     except KeyFileError as exc:
@@ -169,7 +169,7 @@ def _account_settings(database_url: str | None, data_dir: Path | None) -> Any:
     try:
         return HubSettings(**overrides)
     except ValidationError as exc:
-        typer.echo(f"invalid hub settings:\n{exc}", err=True)
+        typer.echo(f"invalid hub settings:\n{describe_errors(exc)}", err=True)
         raise typer.Exit(2) from exc
 
 

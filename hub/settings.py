@@ -12,13 +12,15 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
+
+from bwms.config import EnvSettings
 
 MQTT_SCHEMES = ("mqtt", "mqtts")
 ROLES = ("admin", "keeper", "customs", "finance", "guard", "viewer")
 
 
-class HubSettings(BaseSettings):
+class HubSettings(EnvSettings):
     """Configuration of one hub: site file, database, broker, batching and API."""
 
     model_config = SettingsConfigDict(env_prefix="BWMS_HUB_", extra="forbid")

@@ -16,7 +16,6 @@ from hub.api import SessionDep, SiteDep
 from hub.auth.deps import Principal, require, trail_for
 from hub.manifests.matching import Direction, ManifestStatus
 from hub.manifests.schemas import (
-    DEFAULT_HS_CODE_DIGITS,
     ConfirmIn,
     ManifestIn,
     ManifestOut,
@@ -68,10 +67,8 @@ def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def _hs_code_digits(request: Request) -> int:
-    # NOTE: read with a default until HubSettings carries `hs_code_digits`
-    # (BWMS_HUB_HS_CODE_DIGITS); then this becomes a plain attribute access.
-    settings = request.app.state.settings
-    return int(getattr(settings, "hs_code_digits", DEFAULT_HS_CODE_DIGITS))
+    digits: int = request.app.state.settings.hs_code_digits
+    return digits
 
 
 def _not_found(exc: ManifestNotFound) -> HTTPException:
