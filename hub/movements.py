@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import Select, Table, and_, exists, func, insert, or_, select
+from sqlalchemy import Select, Table, and_, func, insert, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
@@ -398,10 +398,12 @@ def _filtered(query: MovementQuery) -> Select[Movement]:
     if query.sscc is not None:
         tag_conditions.append(MovementTag.sscc == query.sscc.strip())
     for condition in tag_conditions:
-        # EXISTS per condition: one movement may match the EPC on one tag and the
-        # GTIN on another, and a join would repeat the movement per matching tag.
+        # One IN (subquery) per condition: a movement may match the EPC on one tag
+        # and the GTIN on another, and a join would repeat the movement per
+        # matching tag. SQLite runs a correlated EXISTS once per movement row; the
+        # uncorrelated subquery uses the tag index instead.
         statement = statement.where(
-            exists().where(MovementTag.movement_id == Movement.id, condition)
+            Movement.id.in_(select(MovementTag.movement_id).where(condition))
         )
     return statement
 
