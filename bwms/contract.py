@@ -15,6 +15,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+import jsonschema_rs
 
 TOPIC_ROOT = "bwms/v1"
 
@@ -96,8 +97,20 @@ class PayloadError(ValueError):
     """A payload that is not JSON or does not match its schema."""
 
 
+@cache
+def _fast_validator(kind: Kind) -> Any:
+    return jsonschema_rs.validator_for(load_schema(kind))
+
+
 def validate(kind: Kind, payload: dict[str, Any]) -> None:
-    """Raise PayloadError naming the first schema violation of `payload`."""
+    """Raise PayloadError naming the first schema violation of `payload`.
+
+    jsonschema-rs checks the payload first because it is about a hundred times
+    faster, and the edge validates every payload it builds. Only a payload it
+    rejects goes through the Python validator, which decides and words the error.
+    """
+    if _fast_validator(kind).is_valid(payload):
+        return
     error = jsonschema.exceptions.best_match(_validator(kind).iter_errors(payload))
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path) or "(root)"
