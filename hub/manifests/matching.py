@@ -18,6 +18,7 @@ Cost is linear in lines, contents, listed EPCs and tags: every lookup is a dict.
 
 from __future__ import annotations
 
+import gc
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -493,6 +494,26 @@ def reconcile(
     `pending` (no matching movement yet) or `receiving`; once `closed` it is the
     final result. Line statuses are filled in either way.
     """
+    # The cyclic garbage collector would walk the index and tag objects again and
+    # again as they are created, which made large manifests grow faster than
+    # linearly. Nothing here creates cycles, so it is paused for this call, which
+    # runs without awaiting and so holds up no other task longer.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _reconcile(manifest, movements, manual, closed=closed)
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def _reconcile(
+    manifest: ManifestData,
+    movements: Iterable[MovementData],
+    manual: Iterable[ManualConfirmation],
+    *,
+    closed: bool,
+) -> Reconciliation:
     index = _build_index(manifest)
     movements = list(movements)
     event_ids, unexpected, read_epcs = _count_movements(manifest, movements, index)
