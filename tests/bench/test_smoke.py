@@ -50,7 +50,8 @@ def test_hub_prints_figures(capsys: pytest.CaptureFixture[str]) -> None:
     assert figure(output, "bare paho subscriber (counts only)", "events/s") > 0
     for database in ("SQLite", "PostgreSQL"):
         assert figure(output, f"hub into {database}", "events/s") > 0
-        assert figure(output, f"hub into {database} / bare subscriber", "x") > 0
+        # A ratio is printed with two decimals, so a slow tiny run may print 0.00.
+        assert figure(output, f"hub into {database} / bare subscriber", "x") >= 0
         assert figure(output, f"bulk insert into {database}", "events/s") > 0
     assert "== 3. Node-RED peer" not in output
     assert "PROBLEM" not in output
@@ -65,7 +66,7 @@ def test_nodered_prints_figures(capsys: pytest.CaptureFixture[str]) -> None:
     output = run_tiny(capsys, "nodered")
     for database in ("SQLite", "PostgreSQL"):
         assert figure(output, f"Node-RED into {database}", "events/s") > 0
-        assert figure(output, f"hub / Node-RED, {database}", "x") > 0
+        assert figure(output, f"hub / Node-RED, {database}", "x") >= 0
     assert "PROBLEM" not in output
 
 
