@@ -4,7 +4,7 @@
 come the broker and the reader simulators, whose ports the site file names, then
 the site file. The hub follows, so that its session exists before the first
 movement, and last one edge daemon per portal. A scenario then plays rounds of
-crossings, breaks parts in between, and asks for the `Outcome`. `Bench.close()`
+crossings, breaks parts in between, and calls `outcome()`. `Bench.close()`
 stops every part it started.
 """
 
@@ -143,19 +143,31 @@ class Bench:
         self.site: Site | None = None
         self.stream: CrossingStream | None = None
         self._keep_folder = False
+        self._log_handler: logging.Handler | None = None
 
     # Start-up, in dependency order
 
     async def start(self) -> None:
         """Start every part; returns once every reader has an inventorying client."""
         self.folder.mkdir(parents=True, exist_ok=True)
+        self._start_log()
         await self._start_broker()
         await self._start_readers()
         self._write_site()
         await self.start_hub()
         await self._start_edges()
-        self.stream = CrossingStream(self.readers, self.settings)
+        self.stream = CrossingStream(self.readers, self.settings, link_up=self._link_up)
         await self.stream.wait_streaming()
+
+    def _start_log(self) -> None:
+        # The in-process parts log here too, so a failed run's folder shows what
+        # the edge daemons and the hub saw. Loggers keep their own levels.
+        handler = logging.FileHandler(self.folder / "bench.log", encoding="utf-8")
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+        )
+        logging.getLogger().addHandler(handler)
+        self._log_handler = handler
 
     async def _start_broker(self) -> None:
         if self.broker is None:
@@ -206,6 +218,17 @@ class Bench:
             reader_port=reader_port,
             options=options,
         )
+
+    def _link_up(self, portal_id: str) -> bool:
+        # The simulator learns of a link the client gave up only once the socket
+        # closes. Reads sent in between are lost, so an in-process daemon must also
+        # see its link as connected. A daemon process is not visible from here.
+        if not self.readers[portal_id].streaming:
+            return False
+        edge = self.edges.get(portal_id)
+        if isinstance(edge, InProcessEdge):
+            return edge.reader_state() == "connected"
+        return True
 
     # Faults and recovery
 
@@ -381,12 +404,20 @@ class Bench:
         if counts.missing:
             notes.append("missing tags include " + ", ".join(counts.missing))
         for portal_id, edge in self.edges.items():
-            if isinstance(edge, InProcessEdge):
-                portal = edge.portal_counters()
-                notes.append(
-                    f"{portal_id}: {portal.get('late', 0)} reads rejected as late, "
-                    f"{portal.get('movements', 0)} movements closed"
-                )
+            if not isinstance(edge, InProcessEdge):
+                continue
+            reader = edge.reader_counters()
+            portal = edge.portal_counters()
+            sent = self.readers[portal_id].reads_sent
+            connections = reader.get("reconnects", 0) + 1
+            notes.append(
+                f"{portal_id}: the reader sent {sent} reads. The client took "
+                f"{reader.get('reads', 0)} and rejected "
+                f"{reader.get('rejected_reads', 0)} in {connections} connections. "
+                f"The portal logic took {portal.get('reads', 0)}, rejected "
+                f"{portal.get('late', 0)} as late and closed "
+                f"{portal.get('movements', 0)} movements."
+            )
         return notes
 
     async def close(self, *, keep_folder: bool = False) -> None:
@@ -403,6 +434,10 @@ class Bench:
             await reader.stop()
         if self._own_broker and self.broker is not None:
             await asyncio.to_thread(self.broker.stop)
+        if self._log_handler is not None:
+            logging.getLogger().removeHandler(self._log_handler)
+            self._log_handler.close()
+            self._log_handler = None
         if not keep_folder:
             shutil.rmtree(self.folder, ignore_errors=True)
 

@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 
 PROCESS_STOP_TIMEOUT_S = 10.0
 HEALTH_POLL_S = 0.1
+HEALTH_TIMEOUT_S = 2.0
 # Python with the project installed runs the command line as `bwms` does.
 _BWMS = [sys.executable, "-c", "from bwms.cli import app; app()"]
 # Variables of this kind in the harness's own environment would leak into its child
@@ -52,7 +53,7 @@ class PortalReader(ReaderSimulator):
 
     @property
     def streaming(self) -> bool:
-        """Whether a client is connected, its ROSpec runs and the reader talks."""
+        """Whether a client is connected, its ROSpec runs and the reader sends."""
         return (
             self.clients_connected > 0
             and not self.silent
@@ -170,6 +171,18 @@ class InProcessEdge:
         if self.daemon is None:
             return {}
         return dict(self.daemon.tracker.counters)
+
+    def reader_counters(self) -> dict[str, int]:
+        """Return the reader client's counters: reads, reconnects, malformed frames."""
+        if self.daemon is None or self.daemon.reader is None:
+            return {}
+        health = self.daemon.reader.health
+        return {
+            "reads": health.reads,
+            "rejected_reads": health.rejected_reads,
+            "malformed_frames": health.malformed_frames,
+            "reconnects": health.reconnects,
+        }
 
 
 class _Process:
@@ -303,7 +316,7 @@ def hub_options(
 ) -> dict[str, Any]:
     """Return the hub settings a scenario changes from their defaults."""
     options: dict[str, Any] = {
-        # The whole-second reconnect limit is the hub's smallest.
+        # The hub's reconnect limit is in whole seconds, at least 1.
         "mqtt_reconnect_max_s": max(1, round(settings.reconnect_max_s)),
     }
     if batch_max is not None:
@@ -313,11 +326,10 @@ def hub_options(
     return options
 
 
-async def _health(url: str) -> dict[str, Any] | None:
+async def _health(client: httpx.AsyncClient, url: str) -> dict[str, Any] | None:
     """Return the hub's health document, or None when the hub does not respond."""
     try:
-        async with httpx.AsyncClient(timeout=2.0) as client:
-            response = await client.get(f"{url}/api/v1/health")
+        response = await client.get(f"{url}/api/v1/health")
     except httpx.HTTPError:
         return None
     # The hub responds with 503 and the same document while degraded.
@@ -330,13 +342,21 @@ async def _health(url: str) -> dict[str, Any] | None:
     return body
 
 
+async def _responds(url: str) -> bool:
+    async with httpx.AsyncClient(timeout=HEALTH_TIMEOUT_S) as client:
+        return await _health(client, url) is not None
+
+
 async def _wait_subscribed(url: str, timeout_s: float, part: str) -> None:
+    # One client for the whole wait: building one costs the event loop an SSL
+    # context, which delays the edge daemons and reader simulators sharing it.
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        body = await _health(url)
-        if body is not None and body.get("mqtt", {}).get("subscribed"):
-            return
-        await asyncio.sleep(HEALTH_POLL_S)
+    async with httpx.AsyncClient(timeout=HEALTH_TIMEOUT_S) as client:
+        while time.monotonic() < deadline:
+            body = await _health(client, url)
+            if body is not None and body.get("mqtt", {}).get("subscribed"):
+                return
+            await asyncio.sleep(HEALTH_POLL_S)
     raise ChaosError(f"{part} did not subscribe to the broker within {timeout_s} s")
 
 
@@ -386,7 +406,7 @@ class InProcessHub:
     async def healthy(self) -> bool:
         if self.runtime is None or self.runtime.port is None:
             return False
-        return await _health(self.runtime.url) is not None
+        return await _responds(self.runtime.url)
 
 
 class HubProcess:
@@ -445,4 +465,4 @@ class HubProcess:
     async def healthy(self) -> bool:
         if not self._process.running:
             return False
-        return await _health(self.url) is not None
+        return await _responds(self.url)

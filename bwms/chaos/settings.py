@@ -74,10 +74,12 @@ class ChaosSettings(BaseModel):
         description="Movements each edge daemon keeps published but unconfirmed.",
     )
     reader_keepalive_s: float = Field(
-        default=0.2,
+        default=0.5,
         gt=0.0,
         le=60.0,
-        description="LLRP keepalive period the edge daemon asks its reader for.",
+        description="LLRP keepalive period the edge daemon asks its reader for. The "
+        "daemon drops a link silent for three periods, so a shorter period lets a "
+        "busy test machine's stall pass for a dead reader.",
     )
     start_timeout_s: float = Field(
         default=30.0,

@@ -74,10 +74,12 @@ class CrossingStream:
         readers: dict[str, PortalReader],
         settings: ChaosSettings,
         *,
+        link_up: Callable[[str], bool] | None = None,
         serial_start: int = 1,
     ) -> None:
         self._readers = readers
         self._settings = settings
+        self._link_up = link_up or (lambda portal_id: readers[portal_id].streaming)
         self._next_serial = serial_start
         self.crossings: list[Crossing] = []
         self.rounds = 0
@@ -131,12 +133,15 @@ class CrossingStream:
         return sent
 
     async def wait_streaming(self) -> None:
-        """Wait until every reader has a client whose ROSpec runs."""
+        """Wait until every reader has a client whose ROSpec runs.
+
+        `link_up` may add a check of the client's own view of the link.
+        """
         timeout_s = self._settings.start_timeout_s
         deadline = time.monotonic() + timeout_s
-        while not all(reader.streaming for reader in self._readers.values()):
+        while not all(self._link_up(portal_id) for portal_id in self._readers):
             if time.monotonic() > deadline:
-                down = [p for p, r in self._readers.items() if not r.streaming]
+                down = [p for p in self._readers if not self._link_up(p)]
                 raise ChaosError(
                     f"readers of {', '.join(down)} had no inventorying client "
                     f"within {timeout_s} s"
