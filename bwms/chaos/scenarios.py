@@ -8,6 +8,7 @@ are the same code. Fault times are drawn from the run's seeded random generator.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import math
 import random
@@ -68,7 +69,11 @@ class Run:
 
 
 class Background:
-    """Faults that run while the stream goes on, one at a time, in order."""
+    """Faults that run while the stream goes on, one at a time, in order.
+
+    Leaving the `async with` block waits for the running fault even when the
+    stream failed, so that no restart starts a part after the bench stopped it.
+    """
 
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
@@ -81,6 +86,17 @@ class Background:
         task, self._task = self._task, None
         if task is not None:
             await task
+
+    async def __aenter__(self) -> Background:
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: Any) -> None:
+        if exc_type is None:
+            await self.wait()
+            return
+        # The stream's own error is the one to report.
+        with contextlib.suppress(Exception):
+            await self.wait()
 
 
 def fault_rounds(rounds: int, faults: int) -> set[int]:
@@ -104,12 +120,14 @@ async def broker_restart(run: Run) -> list[Outcome]:
 async def _broker_restarts(run: Run, *, persistence: bool) -> Outcome:
     variant = f"persistence {'on' if persistence else 'off'}"
     at = fault_rounds(run.settings.waves, BROKER_RESTARTS)
-    background = Background()
     restarts = 0
 
-    async with run.bench(
-        f"broker-restart-{variant.split()[-1]}", persistence=persistence
-    ) as bench:
+    async with (
+        run.bench(
+            f"broker-restart-{variant.split()[-1]}", persistence=persistence
+        ) as bench,
+        Background() as background,
+    ):
         assert bench.stream is not None
 
         async def restart(crash: bool) -> None:
@@ -231,10 +249,12 @@ async def edge_kill(run: Run) -> list[Outcome]:
 async def hub_kill(run: Run) -> list[Outcome]:
     """Kill the `bwms hub run` process with SIGKILL five times and start it again."""
     at = fault_rounds(run.settings.waves, HUB_KILLS)
-    background = Background()
     kills = 0
 
-    async with run.bench("hub-kill", hub_mode="process") as bench:
+    async with (
+        run.bench("hub-kill", hub_mode="process") as bench,
+        Background() as background,
+    ):
         assert bench.stream is not None
 
         async def kill_and_restart() -> None:
