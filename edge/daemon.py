@@ -48,10 +48,12 @@ class ReaderSettings(EnvSettings):
         description="Reader LLRP port; the site file's reader port when unset.",
     )
     keepalive_interval_s: float = Field(
-        default=5.0,
+        default=1.0,
         gt=0.0,
         le=3600.0,
-        description="Period of the LLRP KEEPALIVE the reader is asked to send.",
+        description="Period of the LLRP KEEPALIVE the reader is asked to send. Keep "
+        "it below the portals' idle gap: while no tag is read, movements close only "
+        "as keepalives show that the reader's clock has moved on.",
     )
     missed_keepalives: int = Field(
         default=3,
@@ -231,10 +233,25 @@ class EdgeDaemon:
         offset = self.reader.clock_offset_us() if self.reader is not None else None
         return int(time.time() * 1_000_000) + (offset or 0)
 
+    def tracker_clock_us(self) -> int:
+        """Return the reader time up to which the portal logic may close movements.
+
+        It is the reader clock now, held back while the reader is silent: never more
+        than the idle gap past the reader time of its last report or keepalive.
+        Reads the reader holds during an outage arrive after the reconnect, and with
+        the clock held they still join their crossing instead of counting as late.
+        """
+        now_us = self.reader_now_us()
+        age_s = self.reader.seconds_since_report() if self.reader is not None else None
+        if age_s is None:
+            return now_us
+        idle_us = int(self.portal.tuning.idle_gap_s * 1_000_000)
+        return min(now_us, now_us - int(age_s * 1_000_000) + idle_us)
+
     async def _tick_forever(self) -> None:
         while True:
             await asyncio.sleep(self._reader_settings.tick_s)
-            await self.close_idle(self.reader_now_us())
+            await self.close_idle(self.tracker_clock_us())
 
     async def close_idle(self, now_us: int) -> int:
         """Close the movements idle at `now_us` and store them; returns how many."""

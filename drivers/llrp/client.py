@@ -47,7 +47,7 @@ from tenacity import (
 )
 
 from drivers.llrp.clock import ClockOffsetEstimator
-from drivers.llrp.messages import HEADER_BYTES, header_problem, parse_header
+from drivers.llrp.messages import HEADER_BYTES, MessageType, header_problem, parse_header
 from drivers.llrp.profile import ReaderProfile
 from drivers.llrp.reads import TagRead
 from drivers.llrp.tag_report import RejectedRead, convert_tag_report
@@ -65,6 +65,9 @@ THREAD_JOIN_TIMEOUT_S = 2.0
 # Repeated warnings of one kind (rejected reads, undecodable frames) are logged at
 # most once per this many seconds, with the count of the ones left out.
 REPEAT_LOG_INTERVAL_S = 60.0
+# Messages that a reader sends on its own once inventory runs: they show how far
+# the reader's reporting has got.
+_PACING_MESSAGES = frozenset({MessageType.RO_ACCESS_REPORT, MessageType.KEEPALIVE})
 
 
 class ReaderError(Exception):
@@ -219,6 +222,8 @@ class _Link(LLRPReaderClient):  # type: ignore[misc]
             # Only whole frames count as signs of life: bytes of a frame that never
             # completes (a corrupt but plausible length) must not feed the watchdog.
             self._session.last_rx_monotonic = self._session.monotonic()
+            if header.message_type in _PACING_MESSAGES:
+                self._sink._last_report_monotonic = self._session.last_rx_monotonic
             self._handle_frame(frame, header.message_type)
 
     def _reject_stream(self, problem: str) -> None:
@@ -389,6 +394,9 @@ class ReaderClient:
         self._detail: str | None = None
         self._lost_at = 0.0
         self._clock = ClockOffsetEstimator()
+        # Written by the reader thread, read on the event loop: a float is replaced
+        # whole, so no lock is needed.
+        self._last_report_monotonic: float | None = None
         self._skew_warning = False
         self._reports = 0
         self._reads = 0
@@ -426,6 +434,18 @@ class ReaderClient:
     def clock_offset_us(self) -> int | None:
         """Return reader minus host clock in us, or None before the first sample."""
         return self._clock.offset_us()
+
+    def seconds_since_report(self) -> float | None:
+        """Return the time since the last RO_ACCESS_REPORT or KEEPALIVE, or None.
+
+        The count runs across reconnects: after a lost connection it keeps growing
+        until the new connection delivers its first report or keepalive. Reports
+        the reader held during an outage come before that keepalive, because LLRP
+        messages arrive in order on one connection.
+        """
+        if self._last_report_monotonic is None:
+            return None
+        return self._monotonic() - self._last_report_monotonic
 
     async def run(self) -> None:
         """Connect, configure, inventory and reconnect until stop() or cancellation."""

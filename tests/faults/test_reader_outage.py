@@ -13,13 +13,6 @@ from bwms.chaos.parts import InProcessEdge
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="edge/portal.py PortalTracker.feed rejects every read older than the "
-    "daemon's clock minus the idle gap as late. Reads a reader held during a link "
-    "outage arrive after the reconnect, seconds old, so their crossing makes no "
-    "movement; the reads are only counted as late.",
-)
 async def test_crossing_held_over_reconnect(tmp_path: Path) -> None:
     settings = settings_for("ci", portals=1, settle_timeout_s=3.0, seed=13)
 
