@@ -79,7 +79,7 @@ def edge_options(
         "outbox": outbox,
         "reader": {
             "keepalive_interval_s": settings.reader_keepalive_s,
-            "missed_keepalives": 3,
+            "missed_keepalives": settings.reader_missed_keepalives,
             "backoff_initial_s": 0.1,
             "backoff_max_s": 0.5,
             "tick_s": 0.05,

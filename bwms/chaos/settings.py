@@ -74,12 +74,20 @@ class ChaosSettings(BaseModel):
         description="Movements each edge daemon keeps published but unconfirmed.",
     )
     reader_keepalive_s: float = Field(
-        default=0.5,
+        default=0.25,
         gt=0.0,
         le=60.0,
-        description="LLRP keepalive period the edge daemon asks its reader for. The "
-        "daemon drops a link silent for three periods, so a shorter period lets a "
-        "busy test machine's stall pass for a dead reader.",
+        description="LLRP keepalive period the edge daemon asks its reader for; "
+        "shorter than the idle gap, so keepalives show the reader clock moving on "
+        "between rounds.",
+    )
+    reader_missed_keepalives: int = Field(
+        default=6,
+        ge=1,
+        le=100,
+        description="Keepalive periods without a message before the daemon drops "
+        "the reader link. Six periods of 0.25 s ride out the stalls of a busy test "
+        "machine, which three would take for a dead reader.",
     )
     start_timeout_s: float = Field(
         default=30.0,
@@ -104,6 +112,8 @@ class ChaosSettings(BaseModel):
     def _check_backoff(self) -> ChaosSettings:
         if self.ack_timeout_s > self.resend_backoff_max_s:
             raise ValueError("ack_timeout_s must not exceed resend_backoff_max_s")
+        if self.reader_keepalive_s >= self.idle_gap_s:
+            raise ValueError("reader_keepalive_s must be shorter than idle_gap_s")
         return self
 
     @property

@@ -76,3 +76,8 @@ def test_settings_reject_unknown_field() -> None:
 def test_settings_reject_ack_over_backoff() -> None:
     with pytest.raises(ValidationError, match="ack_timeout_s"):
         ChaosSettings(ack_timeout_s=2.0, resend_backoff_max_s=1.0)
+
+
+def test_settings_reject_slow_keepalive() -> None:
+    with pytest.raises(ValidationError, match="reader_keepalive_s"):
+        ChaosSettings(reader_keepalive_s=0.5, idle_gap_s=0.3)
