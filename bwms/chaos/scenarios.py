@@ -285,8 +285,8 @@ async def reader_faults(run: Run) -> list[Outcome]:
 
     Faults, each twice: a half-open link (the reader goes silent with the socket
     open), a reset, a frame with a garbage header, and a header whose body never
-    comes. The movements of the round still close, because the portal logic runs
-    on the daemon's clock, not on the reader link.
+    comes. The round's reads stay in the portal logic across the reconnect, so its
+    movements must still close.
     """
     faults = [kind for kind in READER_FAULTS for _ in range(2)]
     at = fault_rounds(run.settings.waves, len(faults))
