@@ -79,10 +79,12 @@ def run_chaos(names: list[str], settings: ChaosSettings, console: Console) -> in
     for outcome in outcomes:
         for line in (*outcome.problems, *outcome.notes):
             console.print(f"{outcome.scenario} ({outcome.variant}): {line}")
-    if all(outcome.passed for outcome in outcomes):
+    passed = all(outcome.passed for outcome in outcomes)
+    # A failed variant keeps its bench folder and names it in its notes; the run's
+    # folder goes when no variant kept anything.
+    if passed or not any(path.is_file() for path in folder.rglob("*")):
         shutil.rmtree(folder, ignore_errors=True)
-        return 0
-    return 1
+    return 0 if passed else 1
 
 
 @contextmanager
