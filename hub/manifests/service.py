@@ -32,6 +32,7 @@ from hub.manifests.matching import (
     MovementData,
     Reconciliation,
     TagData,
+    UnexpectedTag,
     lines_counting,
     reconcile,
 )
@@ -469,6 +470,17 @@ def _confirmation_dict(row: ManifestConfirmation) -> dict[str, Any]:
     }
 
 
+def _tag_dict(tag: UnexpectedTag) -> dict[str, Any]:
+    return {
+        "epc": tag.epc,
+        "scheme": tag.scheme,
+        "uri": tag.uri,
+        "gtin": tag.gtin,
+        "sscc": tag.sscc,
+        "event_id": tag.event_id,
+    }
+
+
 def _reconciliation_dict(
     manifest: Manifest,
     result: Reconciliation,
@@ -511,28 +523,8 @@ def _reconciliation_dict(
             }
             for line in result.lines
         ],
-        "unexpected": [
-            {
-                "epc": tag.epc,
-                "scheme": tag.scheme,
-                "uri": tag.uri,
-                "gtin": tag.gtin,
-                "sscc": tag.sscc,
-                "event_id": tag.event_id,
-            }
-            for tag in result.unexpected
-        ],
-        "direction_unknown": [
-            {
-                "epc": tag.epc,
-                "scheme": tag.scheme,
-                "uri": tag.uri,
-                "gtin": tag.gtin,
-                "sscc": tag.sscc,
-                "event_id": tag.event_id,
-            }
-            for tag in result.direction_unknown
-        ],
+        "unexpected": [_tag_dict(tag) for tag in result.unexpected],
+        "direction_unknown": [_tag_dict(tag) for tag in result.direction_unknown],
         "event_ids": result.event_ids,
         "confirmations": [_confirmation_dict(row) for row in confirmations],
     }
