@@ -15,6 +15,10 @@ from hub.audit import query
 from hub.audit.chain import verify_chain
 from hub.auth.deps import Principal, get_auth, require
 
+# OFFSET binds as a signed 64-bit integer in SQLite and PostgreSQL; a larger
+# value fails in the driver, so reject it here as a 422.
+MAX_OFFSET = 2**63 - 1
+
 router = APIRouter(tags=["audit"])
 
 Auditor = Annotated[Principal, require("audit:read")]
@@ -66,7 +70,7 @@ async def get_audit(
         str | None, Query(max_length=200, description="e.g. manifest:IN-1.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=query.MAX_PAGE)] = 1000,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     format: Annotated[ExportFormat, Query(description="json, jsonl or csv.")] = (
         ExportFormat.JSON
     ),

@@ -35,6 +35,10 @@ from hub.manifests.service import (
 )
 from hub.manifests.validation import ManifestInvalid, validation_issues
 
+# OFFSET binds as a signed 64-bit integer in SQLite and PostgreSQL; a larger
+# value fails in the driver, so reject it here as a 422.
+MAX_OFFSET = 2**63 - 1
+
 router = APIRouter(tags=["manifests"])
 
 
@@ -125,7 +129,9 @@ async def get_manifests(
         str | None, Query(description="Customs declaration number.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Page size.")] = 100,
-    offset: Annotated[int, Query(ge=0, description="Manifests to skip.")] = 0,
+    offset: Annotated[
+        int, Query(ge=0, le=MAX_OFFSET, description="Manifests to skip.")
+    ] = 0,
 ) -> list[ManifestSummary]:
     """List manifests, newest first, without their lines."""
     manifests = await list_manifests(
