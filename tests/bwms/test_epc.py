@@ -78,23 +78,23 @@ def _sgtin96(filter_value: int, partition: int, fields: str, serial: int) -> str
     )
 
 
-# --- field cases -----------------------------------------------------------------
+# --- reported decoder faults -----------------------------------------------------------------
 
 
-def test_f01_sgtin96_uri() -> None:
+def test_sgtin96_uri() -> None:
     result = decode_epc("3036142C8C008F8000053244")
 
     assert result["uri"] == "urn:epc:id:sgtin:8719139.000574.340548"
 
 
-def test_f01_sgtin96_gtin_check_digit_zero() -> None:
+def test_sgtin96_check_digit_zero() -> None:
     # The weighted sum of 0871913900574 is a multiple of ten, so the check digit is 0.
     result = decode_epc("3036142C8C008F8000053244")
 
     assert result["gtin"] == "08719139005740"
 
 
-def test_f02_pc_word_in_front_is_unknown() -> None:
+def test_pc_word_in_front_is_unknown() -> None:
     result = decode_epc("3000E2009A9040060AF000000372")
 
     assert result["scheme"] == UNKNOWN_SCHEME
@@ -103,7 +103,7 @@ def test_f02_pc_word_in_front_is_unknown() -> None:
     assert result["hex"] == "3000E2009A9040060AF000000372"
 
 
-def test_f02_non_gs1_header_is_unknown() -> None:
+def test_non_gs1_header_is_unknown() -> None:
     result = decode_epc("E2009A9040060AF000000372")
 
     assert result["scheme"] == UNKNOWN_SCHEME
@@ -111,7 +111,7 @@ def test_f02_non_gs1_header_is_unknown() -> None:
     assert result["hex"] == "E2009A9040060AF000000372"
 
 
-def test_f03_sscc96_decodes_sscc18() -> None:
+def test_sscc96_decodes_sscc18() -> None:
     result = decode_epc("31D519601218711A07000000")
 
     assert result["uri"] == "urn:epc:id:sscc:4610052.9000000007"
@@ -120,7 +120,7 @@ def test_f03_sscc96_decodes_sscc18() -> None:
     assert result["extension"] == "9"
 
 
-def test_f03_sscc96_round_trip() -> None:
+def test_sscc96_filter_six_round_trip() -> None:
     hex_text = encode_sscc96(
         "946100520000000072", company_prefix_digits=7, filter_value=6
     )

@@ -59,7 +59,7 @@ def lines(output: str) -> list[dict[str, Any]]:
 def test_dock_door_case_through_cli(site_file: Path) -> None:
     result = invoke(
         "--config", str(site_file), "--portal", "door-3",
-        "--reads", str(DATA / "f09-door3.csv"), "--epoch", EPOCH,
+        "--reads", str(DATA / "door3-staged-and-crossing.csv"), "--epoch", EPOCH,
     )  # fmt: skip
 
     assert result.exit_code == 0, result.output
@@ -76,7 +76,7 @@ def test_dock_door_case_through_cli(site_file: Path) -> None:
 def test_cli_lines_are_encoded_payloads(site_file: Path) -> None:
     result = invoke(
         "--config", str(site_file), "--portal", "door-3",
-        "--reads", str(DATA / "f09-door3.csv"), "--epoch", EPOCH,
+        "--reads", str(DATA / "door3-staged-and-crossing.csv"), "--epoch", EPOCH,
     )  # fmt: skip
 
     first = result.stdout.splitlines()[0]
@@ -86,7 +86,7 @@ def test_cli_lines_are_encoded_payloads(site_file: Path) -> None:
 def test_cli_crossings_flag(site_file: Path) -> None:
     result = invoke(
         "--config", str(site_file), "--portal", "door-3",
-        "--reads", str(DATA / "f09-door3.csv"), "--epoch", EPOCH, "--crossings",
+        "--reads", str(DATA / "door3-staged-and-crossing.csv"), "--epoch", EPOCH, "--crossings",
     )  # fmt: skip
 
     events = lines(result.stdout)
@@ -128,7 +128,7 @@ def test_bwms_bad_row_no_traceback(site_file: Path) -> None:
 def test_cli_unknown_portal_exits_2(site_file: Path) -> None:
     result = invoke(
         "--config", str(site_file), "--portal", "door-9",
-        "--reads", str(DATA / "f09-door3.csv"),
+        "--reads", str(DATA / "door3-staged-and-crossing.csv"),
     )  # fmt: skip
 
     assert result.exit_code == 2
@@ -138,7 +138,7 @@ def test_cli_unknown_portal_exits_2(site_file: Path) -> None:
 def test_cli_bad_epoch_exits_2(site_file: Path) -> None:
     result = invoke(
         "--config", str(site_file), "--portal", "door-3",
-        "--reads", str(DATA / "f09-door3.csv"), "--epoch", "yesterday",
+        "--reads", str(DATA / "door3-staged-and-crossing.csv"), "--epoch", "yesterday",
     )  # fmt: skip
 
     assert result.exit_code == 2
@@ -158,7 +158,7 @@ def test_cli_missing_reads_file_exits_2(site_file: Path, tmp_path: Path) -> None
 def test_cli_epoch_seconds(site_file: Path) -> None:
     result = invoke(
         "--config", str(site_file), "--portal", "door-3",
-        "--reads", str(DATA / "f09-door3.csv"), "--epoch", str(EPOCH_US // 1_000_000),
+        "--reads", str(DATA / "door3-staged-and-crossing.csv"), "--epoch", str(EPOCH_US // 1_000_000),
     )  # fmt: skip
 
     events = lines(result.stdout)
@@ -224,7 +224,7 @@ def test_replay_rejects_mixed_times(site_file: Path) -> None:
 
 def test_replay_staged_tag_file(site_file: Path) -> None:
     site = load_site(site_file)
-    file_rows = read_reads_file(DATA / "f09-door3.csv")
+    file_rows = read_reads_file(DATA / "door3-staged-and-crossing.csv")
 
     events = list(replay(site, "door-3", file_rows, epoch_us=EPOCH_US))
 

@@ -233,7 +233,7 @@ def test_settings_tls_files_need_mqtts() -> None:
 # Delivery
 
 
-async def test_f05_outbox_outlives_paho_queue(
+async def test_outbox_outlives_paho_queue(
     outbox: Outbox,
     site_id: str,
     private_broker: Callable[..., PrivateMosquitto],
@@ -241,7 +241,7 @@ async def test_f05_outbox_outlives_paho_queue(
 ) -> None:
     # The fault: paho's own offline queue keeps five and drops the rest, so a
     # hub that comes later receives at most five of ten events.
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"f05-{site_id}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"paho-queue-{site_id}")
     client.max_queued_messages_set(5)
     client.connect_async("127.0.0.1", free_port())
     codes = [
@@ -270,7 +270,7 @@ async def test_f05_outbox_outlives_paho_queue(
     assert stub.event_ids() == set(expected)
 
 
-async def test_f06_lost_pubacks_deduplicated(
+async def test_lost_pubacks_deduplicated(
     outbox: Outbox,
     site_id: str,
     private_broker: Callable[..., PrivateMosquitto],

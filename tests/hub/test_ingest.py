@@ -84,7 +84,7 @@ async def test_resend_confirmed_again_not_stored_twice(
 async def test_redelivered_events_stored_once(
     consumer: MovementConsumer, publisher: Publisher, database: Database, site_id: str
 ) -> None:
-    # Field case F06: 25 QoS 1 events whose PUBACKs were lost for the 20 in flight
+    # 25 QoS 1 events whose PUBACKs were lost for the 20 in flight
     # reach the subscriber 45 times, all with DUP unset. Publishing 1-20 again as
     # new messages reproduces exactly what the hub receives.
     events = [movement(site_id, seq=n) for n in range(1, 26)]

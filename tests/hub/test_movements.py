@@ -21,7 +21,7 @@ RECEIVED = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 
 
 def test_non_gs1_tag_kept_undecoded() -> None:
-    # Field case F02: a factory-programmed tag has header 0xE2, which no GS1 scheme
+    # A factory-programmed tag has header 0xE2, which no GS1 scheme
     # uses, so it must get no GTIN. The edge's URI, here null, is kept.
     payload = movement("s", epcs=["E2009A9040060AF000000372"])
 
@@ -33,7 +33,7 @@ def test_non_gs1_tag_kept_undecoded() -> None:
 
 
 def test_check_digit_zero_gtin() -> None:
-    # Field case F01: the weighted sum ends in 0, so the check digit is 0, not 10.
+    # The weighted sum ends in 0, so the check digit is 0, not 10.
     payload = movement("s", epcs=["3036142C8C008F8000053244"])
 
     tag = prepare_movement(payload, RECEIVED).tags[0]
