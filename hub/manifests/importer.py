@@ -31,7 +31,7 @@ from hub.audit.chain import Actor, AuditTrail
 from hub.manifests.schemas import DEFAULT_HS_CODE_DIGITS, ManifestIn
 from hub.manifests.service import ManifestExists, existing_manifest_ids, store_manifests
 from hub.manifests.validation import ManifestInvalid, parse_manifest
-from hub.storage.db import Database, StorageError
+from hub.storage.db import Database, StorageError, display_url
 
 logger = logging.getLogger(__name__)
 
@@ -457,8 +457,10 @@ def run_import(
         return EXIT_ENVIRONMENT
 
     ids = ", ".join(manifest.manifest_id for manifest in parsed.manifests)
+    # The database is named because an import run from another folder than the
+    # hub's would otherwise land, unnoticed, in a new empty default database.
     out.print(
         f"{path}: imported {len(parsed.manifests)} manifest(s), "
-        f"{parsed.line_count} line(s): {ids}"
+        f"{parsed.line_count} line(s) into {display_url(database_url)}: {ids}"
     )
     return EXIT_OK

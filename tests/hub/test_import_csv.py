@@ -15,7 +15,7 @@ from bwms.site import Site
 from hub.manifests.importer import ImportFailed, read_manifests, run_import
 from hub.manifests.schemas import ManifestOut
 from hub.manifests.service import get_manifest
-from hub.storage.db import Database
+from hub.storage.db import display_url, Database
 
 DATA = Path(__file__).resolve().parent / "data"
 HEADER = (
@@ -70,7 +70,9 @@ def test_import_valid_file(site_file: Path, db_url: str) -> None:
     result = run_cli(site_file, db_url, str(DATA / "manifests_valid.csv"))
 
     assert result.exit_code == 0
-    assert "imported 2 manifest(s), 5 line(s): IN-2025-0001, OUT-2025-0002" in result.stdout
+    assert "imported 2 manifest(s), 5 line(s) into " in result.stdout
+    assert result.stdout.rstrip().endswith(": IN-2025-0001, OUT-2025-0002")
+    assert display_url(db_url) in result.stdout
 
 
 def test_import_keeps_values(site_file: Path, db_url: str, site_id: str) -> None:
