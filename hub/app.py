@@ -21,6 +21,7 @@ from fastapi import FastAPI
 
 from bwms import __version__
 from bwms.site import load_site
+from hub.api.nul import RejectNulMiddleware
 from hub.api import audit, auth, deadletters, health, manifests, movements, users
 from hub.auth.deps import AuthContext
 from hub.auth.keys import KeyFileError, load_key
@@ -108,6 +109,7 @@ def create_app(
         openapi_url="/openapi.json",
         docs_url="/docs",
     )
+    app.add_middleware(RejectNulMiddleware)
     app.state.settings = settings
     app.state.site = site
     app.state.db = database
