@@ -24,7 +24,7 @@ DETAIL = "the request contains a NUL character (U+0000), which no field accepts"
 
 
 class RejectNulMiddleware:
-    """Answer 422 to a request whose path, query or body contains a NUL."""
+    """Reject with 422 a request whose path, query or body contains a NUL."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
