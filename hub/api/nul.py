@@ -1,7 +1,7 @@
 """ASGI middleware that rejects requests carrying a NUL character.
 
 No field of the API accepts U+0000, and PostgreSQL cannot store it in text columns,
-so a request that would carry one into a query is answered with 422 before any
+so a request that would carry one into a query is rejected with 422 before any
 route runs, instead of failing in the database.
 """
 
