@@ -144,7 +144,8 @@ class HubRuntime:
         if self.port is None:
             raise HubError("the hub is not running")
         host = self.settings.api_host
-        return f"http://{f'[{host}]' if ':' in host else host}:{self.port}"
+        bracketed = f"[{host}]" if ":" in host else host
+        return f"{self.settings.api_scheme}://{bracketed}:{self.port}"
 
     @property
     def consumer(self) -> MovementConsumer:
@@ -158,12 +159,15 @@ class HubRuntime:
         """Bind the API port, migrate, start the consumer, and return once serving."""
         if self._task is not None:
             raise HubError("the hub is already running")
+        tls = self.settings.api_tls_cert_file, self.settings.api_tls_key_file
         config = uvicorn.Config(
             self.app,
             host=self.settings.api_host,
             port=self.settings.api_port,
             lifespan="on",
             log_config=None,
+            ssl_certfile=str(tls[0]) if tls[0] is not None else None,
+            ssl_keyfile=str(tls[1]) if tls[1] is not None else None,
         )
         try:
             sock = config.bind_socket()

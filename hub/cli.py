@@ -45,6 +45,14 @@ def run(
     port: int | None = typer.Option(
         None, help="TCP port of the HTTP API; default 8000 (env BWMS_HUB_API_PORT)."
     ),
+    tls_cert: Path | None = typer.Option(
+        None,
+        help="PEM certificate of the API; with --tls-key the API serves HTTPS "
+        "(env BWMS_HUB_API_TLS_CERT_FILE).",
+    ),
+    tls_key: Path | None = typer.Option(
+        None, help="PEM private key of the API (env BWMS_HUB_API_TLS_KEY_FILE)."
+    ),
 ) -> None:
     """Run the hub: store movements from MQTT and serve the HTTP API until Ctrl-C."""
     from bwms.site import SiteError
@@ -60,6 +68,8 @@ def run(
         ("mqtt_url", mqtt_url),
         ("api_host", host),
         ("api_port", port),
+        ("api_tls_cert_file", tls_cert),
+        ("api_tls_key_file", tls_key),
     ):
         if value is not None:
             overrides[name] = value

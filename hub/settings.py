@@ -11,7 +11,7 @@ import ipaddress
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from bwms.config import EnvSettings
@@ -117,6 +117,13 @@ class HubSettings(EnvSettings):
         ge=0,
         le=65_535,
         description="TCP port of the HTTP API; 0 picks a free one.",
+    )
+    api_tls_cert_file: Path | None = Field(
+        default=None,
+        description="PEM certificate (chain) of the API; with the key, the API serves HTTPS.",
+    )
+    api_tls_key_file: Path | None = Field(
+        default=None, description="PEM private key of the API's certificate."
     )
 
     auth_jwt_key: SecretStr | None = Field(
@@ -227,6 +234,17 @@ class HubSettings(EnvSettings):
         except ValueError as exc:
             raise ValueError(f"invalid port in broker URL {value!r}") from exc
         return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "HubSettings":
+        if (self.api_tls_cert_file is None) != (self.api_tls_key_file is None):
+            raise ValueError("api_tls_cert_file and api_tls_key_file must be set together")
+        return self
+
+    @property
+    def api_scheme(self) -> str:
+        """Return "https" when a certificate is configured, else "http"."""
+        return "https" if self.api_tls_cert_file is not None else "http"
 
     def resolved_database_url(self) -> str:
         """Return the database URL, defaulting to SQLite in `data_dir`."""
