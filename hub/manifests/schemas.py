@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    BeforeValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -132,27 +133,30 @@ class _Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+def _optional_quantity(value: Any) -> int | None:
+    return None if value is None else whole_number("quantity", value, 1)
+
+
+def _optional_epcs(value: Any) -> list[str] | None:
+    return _epc_list(value)
+
+
+# Input types shared by pallet contents, lines and manual confirmations.
+Quantity = Annotated[int | None, BeforeValidator(_optional_quantity)]
+EpcList = Annotated[list[str] | None, BeforeValidator(_optional_epcs)]
+
+
 class ContentIn(_Input):
     """One entry of a pallet's contents: a GTIN with a quantity, or listed EPCs."""
 
     gtin: str | None = None
-    quantity: int | None = None
-    epcs: list[str] | None = None
+    quantity: Quantity = None
+    epcs: EpcList = None
 
     @field_validator("gtin", mode="before")
     @classmethod
     def _gtin(cls, value: Any) -> str | None:
         return None if value is None else check_gtin(value)
-
-    @field_validator("epcs", mode="before")
-    @classmethod
-    def _epcs(cls, value: Any) -> list[str] | None:
-        return _epc_list(value)
-
-    @field_validator("quantity", mode="before")
-    @classmethod
-    def _quantity(cls, value: Any) -> int | None:
-        return None if value is None else whole_number("quantity", value, 1)
 
     @model_validator(mode="after")
     def _one_identity(self) -> ContentIn:
@@ -171,8 +175,8 @@ class LineIn(_Input):
     line_no: int
     gtin: str | None = None
     sscc: str | None = None
-    epcs: list[str] | None = None
-    quantity: int | None = Field(
+    epcs: EpcList = None
+    quantity: Quantity = Field(
         default=None,
         description="Units expected. It is required with gtin and is 1 for an SSCC. "
         "With epcs it defaults to the number of EPCs listed.",
@@ -194,11 +198,6 @@ class LineIn(_Input):
     def _line_no(cls, value: Any) -> int:
         return whole_number("line_no", value, 1)
 
-    @field_validator("quantity", mode="before")
-    @classmethod
-    def _quantity(cls, value: Any) -> int | None:
-        return None if value is None else whole_number("quantity", value, 1)
-
     @field_validator("gtin", mode="before")
     @classmethod
     def _gtin(cls, value: Any) -> str | None:
@@ -208,11 +207,6 @@ class LineIn(_Input):
     @classmethod
     def _sscc(cls, value: Any) -> str | None:
         return None if value is None else check_sscc(value)
-
-    @field_validator("epcs", mode="before")
-    @classmethod
-    def _epcs(cls, value: Any) -> list[str] | None:
-        return _epc_list(value)
 
     @field_validator("hs_code", mode="before")
     @classmethod
@@ -317,20 +311,10 @@ class ManifestIn(ManifestHeader):
 class ConfirmIn(_Input):
     """Units of one line that a keeper confirms by hand."""
 
-    epcs: list[str] | None = None
-    quantity: int | None = None
+    epcs: EpcList = None
+    quantity: Quantity = None
     by: str = Field(min_length=1, max_length=100, description="Who confirms.")
     reason: str = Field(min_length=1, max_length=500, description="Why RFID missed them.")
-
-    @field_validator("epcs", mode="before")
-    @classmethod
-    def _epcs(cls, value: Any) -> list[str] | None:
-        return _epc_list(value)
-
-    @field_validator("quantity", mode="before")
-    @classmethod
-    def _quantity(cls, value: Any) -> int | None:
-        return None if value is None else whole_number("quantity", value, 1)
 
     @model_validator(mode="after")
     def _one_kind(self) -> ConfirmIn:

@@ -221,21 +221,28 @@ def _line_out(line: ManifestLine) -> LineOut:
     )
 
 
+def _header_fields(manifest: Manifest) -> dict[str, Any]:
+    """Return the manifest fields that a summary and a full manifest share."""
+    return {
+        "manifest_id": manifest.manifest_id,
+        "direction": manifest.direction,
+        "declaration_no": manifest.declaration_no,
+        "site": manifest.site,
+        "portals": manifest.portals,
+        "window_start": manifest.window_start,
+        "window_end": manifest.window_end,
+        "status": manifest.status,
+        "created_at": manifest.created_at,
+        "closed_at": manifest.closed_at,
+    }
+
+
 async def get_manifest(session: AsyncSession, manifest_id: str) -> ManifestOut:
     """Return one manifest with its lines, or raise ManifestNotFound."""
     manifest = await _load(session, manifest_id)
     lines = await _load_lines(session, manifest_id)
     return ManifestOut(
-        manifest_id=manifest.manifest_id,
-        direction=manifest.direction,
-        declaration_no=manifest.declaration_no,
-        site=manifest.site,
-        portals=manifest.portals,
-        window_start=manifest.window_start,
-        window_end=manifest.window_end,
-        status=manifest.status,
-        created_at=manifest.created_at,
-        closed_at=manifest.closed_at,
+        **_header_fields(manifest),
         closed_by=manifest.closed_by,
         lines=[_line_out(line) for line in lines],
     )
@@ -277,16 +284,7 @@ async def list_manifests(
     result = await session.execute(query)
     return [
         ManifestSummary(
-            manifest_id=manifest.manifest_id,
-            direction=manifest.direction,
-            declaration_no=manifest.declaration_no,
-            site=manifest.site,
-            portals=manifest.portals,
-            window_start=manifest.window_start,
-            window_end=manifest.window_end,
-            status=manifest.status,
-            created_at=manifest.created_at,
-            closed_at=manifest.closed_at,
+            **_header_fields(manifest),
             line_count=count,
         )
         for manifest, count in result.all()
