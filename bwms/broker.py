@@ -327,8 +327,8 @@ async def _start_mosquitto(
 
 
 def _run_as_invoking_user() -> list[str]:
-    # Started as root, Mosquitto drops to the `mosquitto` user and then cannot write
-    # to a folder the caller owns; keep it as the invoking user instead.
+    # Started as root, Mosquitto switches to the `mosquitto` user, which cannot write
+    # to a folder the caller owns. So it stays the invoking user instead.
     return ["user root"] if os.geteuid() == 0 else []
 
 

@@ -54,7 +54,7 @@ class DemoError(RuntimeError):
 
 @dataclass
 class DemoResult:
-    """What the demo produced, while its services still run."""
+    """Result of a demo run, handed over while its services still run."""
 
     reconciliation: dict[str, Any]
     movements: list[dict[str, Any]]
@@ -285,9 +285,9 @@ async def _settle(daemon: Any, hub: Any) -> None:
             continue
         if daemon.outbox is None or await daemon.outbox.pending_count() > 0:
             continue
-        made = daemon.counters["movements"]
+        movements_made = daemon.counters["movements"]
         try:
-            await hub.wait_stored(made, timeout_s=0.5)
+            await hub.wait_stored(movements_made, timeout_s=0.5)
         except TimeoutError:
             continue
         return

@@ -57,7 +57,7 @@ def pallet_epc(sscc: str) -> str:
 
 
 def manifest(manifest_id: str, now: datetime | None = None) -> dict[str, Any]:
-    """The inbound manifest the truck is expected to match."""
+    """Build the inbound manifest the truck is expected to match."""
     now = now or datetime.now(UTC)
     return {
         "manifest_id": manifest_id,
@@ -90,7 +90,7 @@ def manifest(manifest_id: str, now: datetime | None = None) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class Expected:
-    """What the scenario must produce, for the demo's own check and for tests."""
+    """Expected outcome of the scenario, for the demo's own check and for tests."""
 
     missing_line: int
     unexpected_epc: str
@@ -138,14 +138,14 @@ def _crossing(epc: str, start_s: float, first_port: int, second_port: int) -> li
 
 
 def reads(duration_s: float = 24.0) -> list[ReadRow]:
-    """All reads of the scenario, sorted by time, relative to its start."""
+    """Return every read of the scenario, sorted by time, relative to its start."""
     rows: list[ReadRow] = []
     loads = truck_epcs()
     for index, epc in enumerate(loads["pallet"]):
         rows += _crossing(epc, 2.0 + 0.03 * index, OUTSIDE_PORT, INSIDE_PORT)
     for index, epc in enumerate(loads["cartons"]):
         rows += _crossing(epc, 6.0 + 0.03 * index, OUTSIDE_PORT, INSIDE_PORT)
-    # A pallet waiting for the next truck stands just inside the door the whole time.
+    # A pallet waiting for the next truck is just inside the door the whole time.
     t = 0.0
     while t <= duration_s:
         rows.append(ReadRow(0, round(t, 3), INSIDE_PORT, EXPECTED.staged_epc, -62.5, None))

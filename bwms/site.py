@@ -171,7 +171,12 @@ def _location(loc: tuple[int | str, ...]) -> str:
     """Format a validation error location as a TOML-like path: portals[0].kind."""
     text = ""
     for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif text:
+            text += f".{part}"
+        else:
+            text = str(part)
     return text or "(file)"
 
 
